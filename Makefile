@@ -1,0 +1,40 @@
+# The two commands of the README, plus helpers. Each target does its own set-up.
+#   make book   build the HTML book, executing every chapter at quick scale (the main job)
+#   make test   run every test: unit tests, every chapter under nbval, the claims registry
+#   make lab    open the chapters in JupyterLab
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.linattn-installed
+
+.PHONY: book test lab install vendor clean bench reproduce
+
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: an open range would pull a multi-GB CUDA build on a CPU machine
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	touch $(STAMP)
+
+vendor: _vendor/.vendored-v1
+_vendor/.vendored-v1: scripts/vendor_js.sh
+	bash scripts/vendor_js.sh
+
+book: install vendor
+	$(BIN)/jupyter-book build . --keep-going -W
+	@echo "open _build/html/index.html"
+
+test: install
+	$(BIN)/python -m pytest -ra
+
+lab: install
+	$(BIN)/jupyter lab book/
+
+bench: install
+	$(BIN)/python benchmarks/bench_ntk.py
+	$(BIN)/python benchmarks/bench_influence.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,265 @@
+"""Parameter-free linearized attention and its variants.
+
+Linearizing dot-product attention with W_Q = W_K = W_V = I (replace exp(a) by 1 + a,
+drop the normaliser, the 1/sqrt(d) temperature and the constant term) leaves
+
+    f_att(X) = X X^T X = G X,          G = X X^T  (n x n),
+
+so row i is x~_i = sum_k (x_i . x_k) x_k. Attention runs over the whole training set
+(it is transductive). The test-time rule of this book (a choice the paper does not
+state) is
+
+    f_att(x) = C x,                    C = X_train^T X_train  (d x d),
+
+which agrees with row i of G X on a training point and makes the induced kernel a
+function of two inputs: K(x, x') = x^T C^2 x'.
+
+Variants (Part I):
+
+- ``softmax_attention``: the standard row-softmax attention with W_Q = W_K = W_V = I.
+- ``stacked_cross(X, k)``: k layers that attend to the original X as keys and values,
+  X_{l+1} = X_l X^T X, so X_k = X C^k and the induced linear kernel is G^{2k+1}.
+- ``stacked_self(X, k)``: k layers of true self-attention, X_{l+1} = X_l X_l^T X_l, whose
+  Gram G_{l+1} = G_l^3 gives G^{3^k}.
+- ``truncated_attention_matrix(X, r)``: C_r = V_r diag(s_r^2) V_r^T from the top r of the
+  spectrum of X^T X (equivalently of G): the induced kernel keeps only the top r
+  eigenvalues of G, cubed.
+- ``qkv_attention_gram``: trainable Q, K, V at standard initialisation, linearized.
+- ``FixedLinearMap`` and the ``*_map`` constructors: the test-time feature maps x -> x M of
+  these variants, to put under a :class:`linattn.models.TwoLayerNet`.
+"""
+from __future__ import annotations
+
+import torch
+
+import math
+from typing import NamedTuple
+
+from ._validation import as_tensor, check_int, check_range
+
+__all__ = [
+    "attention_matrix",
+    "linearized_attention",
+    "LinearizedAttention",
+    "softmax_attention",
+    "stacked_cross",
+    "stacked_self",
+    "truncated_attention_matrix",
+    "QKVAttention",
+    "qkv_attention_gram",
+    "FixedLinearMap",
+    "stacked_cross_map",
+    "stacked_self_map",
+    "truncated_attention_map",
+]
+
+
+def attention_matrix(X_keys) -> torch.Tensor:
+    """C = X^T X (d x d, float64) for keys/values ``X_keys`` of shape (n, d)."""
+    X = as_tensor(X_keys, "X_keys", ndim=2, min_rows=1)
+    return X.T @ X
+
+
+def linearized_attention(X, X_keys=None) -> torch.Tensor:
+    """f_att(X) = X C with C = X_keys^T X_keys (float64, shape (N, d)).
+
+    With ``X_keys=None`` the keys are ``X`` itself, and the result is G X = X X^T X.
+    """
+    Xq = as_tensor(X, "X", ndim=2)
+    C = attention_matrix(Xq if X_keys is None else X_keys)
+    if C.shape[0] != Xq.shape[1]:
+        raise ValueError(f"X has d = {Xq.shape[1]} columns but the keys have d = {C.shape[0]}")
+    return Xq @ C  # C is symmetric, so X C = (C X^T)^T
+
+
+class LinearizedAttention(torch.nn.Module):
+    """The feature map x -> C x with C = X_keys^T X_keys held as a fixed buffer.
+
+    ``C`` is stored in float64 and applied in the input's dtype. Build a new module
+    from perturbed keys to recompute the attention (the model as defined), or keep
+    this one to hold C fixed while only the inputs move.
+    """
+
+    def __init__(self, X_keys) -> None:
+        super().__init__()
+        self.register_buffer("C", attention_matrix(X_keys))
+
+    @property
+    def d(self) -> int:
+        return int(self.C.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.d:
+            raise ValueError(f"input has {x.shape[-1]} features, the attention expects d = {self.d}")
+        return x @ self.C.to(x.dtype)
+
+
+def _data(X, name: str = "X") -> torch.Tensor:
+    return as_tensor(X, name, ndim=2, min_rows=1)
+
+
+def softmax_attention(X, X_keys=None, temperature: float | None = None) -> torch.Tensor:
+    """Standard dot-product attention with W_Q = W_K = W_V = I (float64, shape (N, d)).
+
+    out = softmax_rows(X X_keys^T / T) X_keys, with queries ``X`` (N, d), keys and values
+    ``X_keys`` (n, d) (default ``X``) and temperature T (default sqrt(d), the usual
+    1/sqrt(d) scaling; must be positive). Linearizing exp(a) ~ 1 + a, dropping the
+    normaliser, T and the constant term gives :func:`linearized_attention`.
+    """
+    Q = _data(X)
+    Kx = Q if X_keys is None else _data(X_keys, "X_keys")
+    if Kx.shape[1] != Q.shape[1]:
+        raise ValueError(f"X has d = {Q.shape[1]} columns but the keys have d = {Kx.shape[1]}")
+    T = math.sqrt(Q.shape[1]) if temperature is None else check_range(
+        temperature, "temperature", 0.0, math.inf, lo_open=True, hi_open=True
+    )
+    A = torch.softmax(Q @ Kx.T / T, dim=1)
+    return A @ Kx
+
+
+def stacked_cross(X, k: int) -> torch.Tensor:
+    """k layers attending to the original X: X_{l+1} = X_l X^T X, X_0 = X (float64, (n, d)).
+
+    X_k = X C^k with C = X^T X, so the induced linear kernel is
+    X_k X_k^T = X C^{2k} X^T = G^{2k+1} and its condition number kappa(G)^{2k+1}
+    (the stacking remark of v1). ``k >= 0`` (k = 0 returns X, k = 1 is f_att(X) = G X).
+    """
+    A = _data(X)
+    k = check_int(k, "k", minimum=0)
+    C = A.T @ A
+    out = A
+    for _ in range(k):
+        out = out @ C
+    return out
+
+
+def stacked_self(X, k: int) -> torch.Tensor:
+    """k layers of self-attention: X_{l+1} = X_l X_l^T X_l, X_0 = X (float64, (n, d)).
+
+    The Gram of the next layer is G_{l+1} = X_l X_l^T X_l X_l^T X_l X_l^T = G_l^3, so the
+    induced linear kernel of X_k is G^{3^k} and its condition number kappa(G)^{3^k}.
+    Entries grow like lambda_1^{(3^k)/2}; an overflow to inf is an error (rescale X).
+    """
+    A = _data(X)
+    k = check_int(k, "k", minimum=0)
+    out = A
+    for layer in range(k):
+        out = out @ (out.T @ out)
+        if not bool(torch.isfinite(out).all()):
+            raise OverflowError(
+                f"layer {layer + 1} of stacked_self overflowed float64 (G^(3^{layer + 1})); "
+                "scale X down (e.g. X / ||X||_2) or use fewer layers"
+            )
+    return out
+
+
+def truncated_attention_matrix(X, r: int) -> torch.Tensor:
+    """C_r = V_r diag(s_r^2) V_r^T (d x d, float64): the top-r part of C = X^T X.
+
+    ``X`` (n, d) = U diag(s) V^T (thin SVD); C = V diag(s^2) V^T. Truncated attention uses
+    f(x) = C_r x, so its induced kernel X C_r^2 X^T = U_r diag(s_r^6) U_r^T keeps the top r
+    eigenvalues of G = X X^T cubed and sets the rest to zero: on its range its condition
+    number is (lambda_1 / lambda_r)^3. ``1 <= r <= min(n, d)``; an r beyond the numerical
+    rank of X (s_r <= max(n, d) eps s_1) is an error.
+    """
+    A = _data(X)
+    r = check_int(r, "r")
+    n, d = A.shape
+    if r > min(n, d):
+        raise ValueError(f"r = {r} exceeds min(n, d) = {min(n, d)}")
+    _, s, Vh = torch.linalg.svd(A, full_matrices=False)
+    tol = max(n, d) * torch.finfo(torch.float64).eps * float(s[0])
+    rank = int((s > tol).sum())
+    if r > rank:
+        raise ValueError(f"r = {r} exceeds the numerical rank {rank} of X; choose r <= {rank}")
+    V = Vh[:r].T
+    Cr = (V * s[:r] ** 2) @ V.T
+    return (Cr + Cr.T) / 2
+
+
+class QKVAttention(NamedTuple):
+    """Linearized attention with random Q, K, V (see :func:`qkv_attention_gram`)."""
+
+    features: torch.Tensor  # F = (X W_Q)(X W_K)^T (X W_V), (n, d_v)
+    gram: torch.Tensor  # F F^T, (n, n)
+    W_Q: torch.Tensor  # (d, d_head)
+    W_K: torch.Tensor  # (d, d_head)
+    W_V: torch.Tensor  # (d, d_v)
+
+
+def qkv_attention_gram(
+    X, seed: int, *, d_head: int | None = None, d_value: int | None = None
+) -> QKVAttention:
+    """Linearized attention with trainable Q, K, V at standard initialisation (float64).
+
+    W_Q, W_K (d x d_head) and W_V (d x d_value) have i.i.d. N(0, 1/d) entries drawn from
+    ``seed`` (d_head and d_value default to d). The linearized layer is
+    F = (X W_Q)(X W_K)^T (X W_V) (n, d_value), and its induced Gram is
+    F F^T = (X M X^T)(X N X^T)(X M^T X^T), M = W_Q W_K^T, N = W_V W_V^T (n, n), to compare
+    with G^3 (the case W_Q = W_K = W_V = I).
+    """
+    A = _data(X)
+    d = A.shape[1]
+    dh = d if d_head is None else check_int(d_head, "d_head")
+    dv = d if d_value is None else check_int(d_value, "d_value")
+    gen = torch.Generator().manual_seed(int(seed))
+    sd = 1.0 / math.sqrt(d)
+    WQ = torch.randn(d, dh, generator=gen, dtype=torch.float64) * sd
+    WK = torch.randn(d, dh, generator=gen, dtype=torch.float64) * sd
+    WV = torch.randn(d, dv, generator=gen, dtype=torch.float64) * sd
+    F = (A @ WQ) @ ((A @ WK).T @ (A @ WV))
+    K = F @ F.T
+    return QKVAttention(F, (K + K.T) / 2, WQ, WK, WV)
+
+
+class FixedLinearMap(torch.nn.Module):
+    """The feature map x -> x M for a fixed (d, d_out) matrix M, held in float64.
+
+    The test-time form of every attention variant here (M = C, C^k, C_r, ...); use it as
+    the ``feature_map`` of a :class:`linattn.models.TwoLayerNet`. Applied in the input's dtype.
+    """
+
+    def __init__(self, M, label: str = "linear map") -> None:
+        super().__init__()
+        self.register_buffer("M", as_tensor(M, "M", ndim=2))
+        self.label = label
+
+    @property
+    def d(self) -> int:
+        return int(self.M.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.d:
+            raise ValueError(f"input has {x.shape[-1]} features, the {self.label} expects d = {self.d}")
+        return x @ self.M.to(x.dtype)
+
+
+def stacked_cross_map(X_keys, k: int) -> FixedLinearMap:
+    """x -> x C^k: the test-time rule of :func:`stacked_cross` (keys X_keys (n, d), k >= 1)."""
+    A = _data(X_keys, "X_keys")
+    k = check_int(k, "k")
+    return FixedLinearMap(torch.linalg.matrix_power(A.T @ A, k), f"stacked cross-attention (k={k})")
+
+
+def stacked_self_map(X_keys, k: int) -> FixedLinearMap:
+    """x -> x C_0 C_1 ... C_{k-1}, C_l = X_l^T X_l: the test-time rule of :func:`stacked_self`.
+
+    Layer l attends over the training set's own layer-l representation X_l; on a training
+    row the map reproduces the row of :func:`stacked_self`. ``k >= 1``.
+    """
+    A = _data(X_keys, "X_keys")
+    k = check_int(k, "k")
+    M = torch.eye(A.shape[1], dtype=torch.float64)
+    Xl = A
+    for _ in range(k):
+        Cl = Xl.T @ Xl
+        M = M @ Cl
+        Xl = Xl @ Cl
+    if not bool(torch.isfinite(M).all()):
+        raise OverflowError("stacked_self_map overflowed float64; scale X_keys down or use fewer layers")
+    return FixedLinearMap(M, f"stacked self-attention (k={k})")
+
+
+def truncated_attention_map(X_keys, r: int) -> FixedLinearMap:
+    """x -> C_r x (:func:`truncated_attention_matrix`): truncated attention at test time."""
+    return FixedLinearMap(truncated_attention_matrix(X_keys, r), f"truncated attention (r={r})")

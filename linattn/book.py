@@ -1,0 +1,73 @@
+"""Helpers for the book's chapters: set-up, glue, scale.
+
+Every chapter starts with ``from linattn.book import setup; setup()``.
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["setup", "glue", "scale", "in_kernel", "SEED"]
+
+SEED = 0
+
+
+def scale() -> str:
+    """The experiment scale: ``$LINATTN_SCALE`` ("quick", the default, or "paper")."""
+    s = os.environ.get("LINATTN_SCALE", "quick")
+    if s not in ("quick", "paper"):
+        raise ValueError(f"LINATTN_SCALE must be 'quick' or 'paper', got {s!r}")
+    return s
+
+
+def setup(seed: int = SEED, threads: int | None = None) -> None:
+    """Seed python, numpy and torch; fix the torch thread count (default 2, or
+    ``$LINATTN_THREADS``) so printed numbers do not depend on the machine's core count;
+    set matplotlib and sympy display options for the book."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    threads = threads or int(os.environ.get("LINATTN_THREADS", "2"))
+    torch.set_num_threads(threads)
+    try:
+        import matplotlib
+
+        matplotlib.rcParams.update({"figure.figsize": (6.4, 3.6), "figure.dpi": 110,
+                                    "axes.grid": True, "grid.alpha": 0.3,
+                                    "axes.spines.top": False, "axes.spines.right": False})
+    except ImportError:  # pragma: no cover
+        pass
+    if in_kernel():
+        import sympy as sp
+
+        sp.init_printing(use_latex="mathjax")
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (where glue and rich display work)."""
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        return ip is not None and hasattr(ip, "kernel")
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """myst-nb ``glue`` inside a kernel (so prose can write {glue:text}`name:.3g`);
+    outside a kernel, a no-op. Floats are glued as python floats (numpy and torch
+    scalars are converted), so the stored text is a plain literal."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if in_kernel():
+        from myst_nb import glue as _glue
+
+        _glue(name, value, display=display)
+    return value

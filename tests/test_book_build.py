@@ -1,0 +1,67 @@
+"""The book's build configuration: a failing cell fails the build; pages need no CDN."""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+JB = pathlib.Path(sys.executable).with_name("jupyter-book")
+
+
+def _tiny_book(tmp_path: pathlib.Path, cell: str) -> pathlib.Path:
+    """A one-chapter book that uses the project's own _config.yml (execution, JS, extensions)."""
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    cfg["bibtex_bibfiles"] = ["references.bib"]
+    cfg["exclude_patterns"] = ["_build", "_vendor"]
+    cfg["sphinx"]["config"]["html_static_path"] = [str(ROOT / "_vendor")]
+    book = tmp_path / "book"
+    book.mkdir()
+    shutil.copy(ROOT / "references.bib", book / "references.bib")
+    (book / "_config.yml").write_text(yaml.safe_dump(cfg))
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapter\n")
+    (book / "intro.md").write_text("# Intro\n\nMath: $a^2 + b^2 = c^2$.\n")
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Chapter\n\n$$x = 1$$"), nbformat.v4.new_code_cell(cell)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, book / "chapter.ipynb")
+    return book
+
+
+@pytest.fixture(scope="module")
+def vendored():
+    if not (ROOT / "_vendor" / ".vendored-v1").exists():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is needed to vendor the JavaScript")
+        subprocess.run(["bash", str(ROOT / "scripts" / "vendor_js.sh")], check=True)
+    return ROOT / "_vendor"
+
+
+def _build(book: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(JB), "build", str(book), "-W", "--keep-going"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_failing_cell_fails_the_build(tmp_path, vendored):
+    res = _build(_tiny_book(tmp_path, "raise RuntimeError('deliberate failure')"))
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert "deliberate failure" in res.stdout + res.stderr
+
+
+def test_a_passing_book_builds_and_needs_no_cdn(tmp_path, vendored):
+    import ipywidgets  # noqa: F401  (the widget must be saved with its state)
+
+    book = _tiny_book(tmp_path, "import ipywidgets as w\nw.IntSlider(value=3)")
+    res = _build(book)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    html = (book / "_build" / "html" / "chapter.html").read_text()
+    for cdn in ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "unpkg.com/@jupyter-widgets"):
+        assert cdn not in html, f"the page loads {cdn}"
+    assert "_static/mathjax/tex-mml-chtml.js" in html
+    assert "_static/widgets/html-manager/embed-amd.js" in html
+    assert "application/vnd.jupyter.widget-state+json" in html
+    assert (book / "_build" / "html" / "_static" / "mathjax" / "tex-mml-chtml.js").exists()

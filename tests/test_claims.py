@@ -1,0 +1,110 @@
+"""The claims registry: well-formed, verdicts follow from checks, every claim is measured."""
+import json
+import pathlib
+import re
+
+import pytest
+
+from linattn import claims
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+REG = claims.load_registry()
+
+
+def _record_ids(nb_path: pathlib.Path) -> set[str]:
+    nb = json.loads(nb_path.read_text())
+    src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    return set(re.findall(r"claims\.record\(\s*[\"']([A-Za-z0-9_]+)[\"']", src))
+
+
+def test_registry_is_not_empty_and_ids_are_snake_case():
+    assert REG, "the registry must hold at least one claim"
+    for cid in REG:
+        assert re.fullmatch(r"[a-z0-9_]+", cid), cid
+
+
+@pytest.mark.parametrize("cid", sorted(REG))
+def test_stated_verdict_follows_from_the_check(cid):
+    c = REG[cid]
+    assert claims.verdict_of(c) == c.verdict, f"{cid}: check gives {claims.verdict_of(c)}"
+
+
+@pytest.mark.parametrize("cid", sorted(REG))
+def test_every_claim_is_recorded_by_its_chapter(cid):
+    """The chapter exists and recomputes the claim (nbval then executes it)."""
+    c = REG[cid]
+    path = ROOT / c.chapter
+    assert path.exists(), f"{cid}: chapter {c.chapter} does not exist"
+    assert cid in _record_ids(path), f"{cid}: {c.chapter} never calls claims.record({cid!r}, ...)"
+
+
+def test_every_recorded_id_is_registered():
+    for nb in (ROOT / "book").rglob("*.ipynb"):
+        if ".ipynb_checkpoints" in nb.parts:
+            continue
+        for cid in _record_ids(nb):
+            assert cid in REG, f"{nb}: records {cid!r}, which claims.yml does not define"
+            assert REG[cid].chapter == str(nb.relative_to(ROOT)), f"{cid} is registered to another chapter"
+
+
+def _claim(**kw):
+    base = dict(id="x", chapter="c", quantity="q", paper={"value": 100.0, "version": "v1"},
+                ours={"value": 120.0, "scale": "quick", "rtol": 1e-6},
+                check={"kind": "order", "tol": 0.25}, verdict="reproduced", note="")
+    base.update(kw)
+    return claims.Claim(**base)
+
+
+def test_verdict_rules():
+    assert claims.verdict_of(_claim()) == "reproduced"
+    assert claims.verdict_of(_claim(check={"kind": "order", "tol": 1}), 5e3) == "partly"
+    assert claims.verdict_of(_claim(check={"kind": "order", "tol": 1}), 5e5) == "not reproduced"
+    v = _claim(check={"kind": "value", "tol": 0.1})
+    assert claims.verdict_of(v, 105.0) == "reproduced"
+    assert claims.verdict_of(v, 150.0) == "partly"
+    assert claims.verdict_of(v, 300.0) == "not reproduced"
+    r = _claim(check={"kind": "ratio_range", "lo": 6, "hi": 9})
+    assert claims.verdict_of(r, 7.0) == "reproduced"
+    assert claims.verdict_of(r, 4.0) == "partly"
+    assert claims.verdict_of(r, 1.0) == "not reproduced"
+    t = _claim(check={"kind": "trend"})
+    assert claims.verdict_of(t, True) == "reproduced" and claims.verdict_of(t, 0) == "not reproduced"
+
+
+def test_order_partly_boundary():
+    c = _claim(check={"kind": "order", "tol": 0.5})
+    assert claims.verdict_of(c, 100 * 10**0.9) == "partly"
+    assert claims.verdict_of(c, 100 * 10**1.1) == "not reproduced"
+
+
+def test_record_checks_the_stated_value(monkeypatch):
+    cid = next(iter(REG))
+    c = REG[cid]
+    if isinstance(c.ours["value"], (int, float)) and not isinstance(c.ours["value"], bool):
+        assert claims.record(cid, c.ours["value"], glue=False) == c.ours["value"]
+        with pytest.raises(claims.ClaimMismatch, match="claims.yml states"):
+            claims.record(cid, c.ours["value"] * 1.5 + 1, glue=False)
+    with pytest.raises(KeyError, match="add an entry"):
+        claims.record("no_such_claim", 1.0, glue=False)
+    with pytest.raises(claims.ClaimMismatch, match="not finite"):
+        claims.record(cid, float("nan"), glue=False)
+
+
+def test_malformed_registry_is_refused(tmp_path):
+    bad = tmp_path / "c.yml"
+    bad.write_text("- id: a\n  chapter: c\n  quantity: q\n  paper: {value: 1, version: v9}\n"
+                   "  ours: {value: 1}\n  check: {kind: order}\n  verdict: reproduced\n")
+    with pytest.raises(ValueError, match="version"):
+        claims.load_registry(bad)
+    bad.write_text("- id: a\n  chapter: c\n")
+    with pytest.raises(ValueError, match="missing fields"):
+        claims.load_registry(bad)
+
+
+def test_table_and_html_render_every_claim():
+    rows = claims.table()
+    assert len(rows) == len(REG)
+    html = claims.html_table(rows)
+    assert html.count("<tr>") == len(REG) + 1
+    for r in rows:
+        assert r["verdict"] in claims.VERDICTS
