@@ -42,6 +42,8 @@ __all__ = [
     "linearized_attention",
     "LinearizedAttention",
     "softmax_attention",
+    "SoftmaxExpansion",
+    "softmax_expansion",
     "stacked_cross",
     "stacked_self",
     "truncated_attention_matrix",
@@ -115,6 +117,47 @@ def softmax_attention(X, X_keys=None, temperature: float | None = None) -> torch
     )
     A = torch.softmax(Q @ Kx.T / T, dim=1)
     return A @ Kx
+
+
+class SoftmaxExpansion(NamedTuple):
+    """Softmax attention split as out = constant + first_order + remainder (see :func:`softmax_expansion`)."""
+
+    exact: torch.Tensor  # softmax attention (N, d)
+    constant: torch.Tensor  # xbar = mean of the values, broadcast (N, d)
+    first_order: torch.Tensor  # [(X K^T) K - (X K^T 1) xbar^T] / (n T)  (N, d)
+    linearized: torch.Tensor  # X K^T K = f_att(X), what the paper keeps (N, d)
+    centring: torch.Tensor  # (X K^T 1) xbar^T: the part of the first order the paper drops (N, d)
+    remainder: torch.Tensor  # exact - constant - first_order, O(1/T^2) (N, d)
+
+
+def softmax_expansion(X, X_keys=None, temperature: float | None = None) -> SoftmaxExpansion:
+    """The first-order expansion of softmax attention in 1/T, and what linearization keeps.
+
+    With scores a_ik = <x_i, k_k> / T, softmax weights exp(a_ik) / sum_k exp(a_ik) and values
+    k_k (n keys), expanding exp(a) = 1 + a + O(a^2) in numerator and normaliser gives
+
+        out_i = xbar + [ (G X)_i - (G 1)_i xbar ] / (n T) + O(1/T^2),     G = X K^T,
+
+    xbar the mean key. Linearized attention keeps (G X)_i only: it drops the constant xbar,
+    the normaliser n, the temperature T and the centring term (G 1)_i xbar. Shapes (N, d),
+    float64; ``X`` (N, d) queries, ``X_keys`` (n, d) (default ``X``), T default sqrt(d).
+    """
+    Q = _data(X)
+    Kx = Q if X_keys is None else _data(X_keys, "X_keys")
+    if Kx.shape[1] != Q.shape[1]:
+        raise ValueError(f"X has d = {Q.shape[1]} columns but the keys have d = {Kx.shape[1]}")
+    T = math.sqrt(Q.shape[1]) if temperature is None else check_range(
+        temperature, "temperature", 0.0, math.inf, lo_open=True, hi_open=True
+    )
+    n = Kx.shape[0]
+    exact = softmax_attention(Q, Kx, T)
+    xbar = Kx.mean(dim=0)
+    S = Q @ Kx.T
+    lin = S @ Kx
+    cen = S.sum(dim=1, keepdim=True) * xbar[None]
+    const = xbar.expand_as(exact).clone()
+    first = (lin - cen) / (n * T)
+    return SoftmaxExpansion(exact, const, first, lin, cen, exact - const - first)
 
 
 def stacked_cross(X, k: int) -> torch.Tensor:

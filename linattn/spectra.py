@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -37,6 +37,8 @@ __all__ = [
     "kappa",
     "kappa_d",
     "kappa_top",
+    "KappaPoint",
+    "kappa_d_sweep",
     "Amplification",
     "amplification",
     "width_bound_v1",
@@ -165,6 +167,32 @@ def kappa_d(A, d: int | None = None) -> float:
     if rank < k:
         raise RankDeficientError(rank, k, tol, "G")
     return float(ev[0] / ev[k - 1])
+
+
+class KappaPoint(NamedTuple):
+    """kappa_d at one sample size: ``kappa`` is None where G is rank-deficient (see ``rank``)."""
+
+    n: int
+    kappa: float | None
+    rank: int
+    needed: int  # min(n, d), the index kappa_d needs
+
+
+def kappa_d_sweep(sample: Callable[[int], object], ns) -> list[KappaPoint]:
+    """kappa_d(X_n) for each n in ``ns``, X_n = ``sample(n)`` (n, d) the data at size n.
+
+    A rank-deficient X_n gives ``kappa=None`` and its numerical rank, instead of an error,
+    so a sweep over n shows where the condition number stops existing.
+    """
+    out = []
+    for n in ns:
+        X = as_tensor(sample(int(n)), "sample(n)", ndim=2, min_rows=2)
+        ev, tol, d = gram_eigenvalues(X)
+        k = min(X.shape[0], d)
+        rank = _rank_from_desc(ev, tol)
+        kd = float(ev[0] / ev[k - 1]) if rank >= k else None
+        out.append(KappaPoint(int(X.shape[0]), kd, rank, k))
+    return out
 
 
 @dataclass(frozen=True)

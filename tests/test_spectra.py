@@ -188,3 +188,15 @@ def test_orders_beyond_and_model_sizes():
     assert MODEL_SIZES["PaLM"].params == 540e9 and "Chowdhery" in MODEL_SIZES["PaLM"].citation
     for size in MODEL_SIZES.values():
         assert size.params > 1e8 and len(size.citation) > 10
+
+
+def test_kappa_d_sweep_reports_rank_where_kappa_stops_existing():
+    from linattn.spectra import kappa_d_sweep
+
+    g = torch.Generator().manual_seed(3)
+    pool = torch.rand(20, 6, generator=g, dtype=torch.float64)
+    pool[:, 0] = 0  # rank <= 5
+    pts = kappa_d_sweep(lambda n: pool[:n], [3, 5, 8])
+    assert [p.n for p in pts] == [3, 5, 8]
+    assert math.isclose(pts[0].kappa, kappa_d(pool[:3]), rel_tol=1e-12) and pts[0].rank == 3
+    assert pts[2].kappa is None and pts[2].rank == 5 and pts[2].needed == 6

@@ -1,0 +1,299 @@
+"""Training the two networks as in v1 of the paper, and Madry adversarial training.
+
+v1's protocol (DIGEST section 4): Adam, lr 1e-3, batch 128, 500 epochs, "L2 regularisation
+1e-3"; cross-entropy for the 10-class tasks, MSE for the binary ones. Here:
+
+- ``loss="ce"``: mean cross-entropy of the C logits model(x) (N, C) against class indices.
+- ``loss="mse"``: torch's mean squared error over all N C entries,
+  L = (1/(N C)) sum_{i,c} (f_ic - y_ic)^2, for ±1 targets (C = 1) or one-hot targets.
+- ``weight_decay``: the *coupled* L2 penalty of ``torch.optim`` (the gradient gets
+  ``weight_decay * W`` added, i.e. (weight_decay / 2) ||W||_F^2 is added to the loss), for
+  both Adam and GD. This is literal "L2 regularisation"; decoupled AdamW is not used.
+- ``optimizer="gd"``: plain (stochastic) gradient descent, no momentum; with
+  ``batch_size=None`` it is full-batch GD, the setting of the NTK theory
+  (see :func:`linattn.predictors.gd_time`).
+
+The model is trained in place. Shuffling uses a ``torch.Generator`` seeded with ``seed``,
+so the same seed gives the same numbers on the same machine. For the models of
+:mod:`linattn.models` the fixed feature map x -> x^ (unit rows, linearized attention) has
+no parameters, so :func:`train` computes x^ once and trains on it (the same function,
+several times faster); :func:`adversarial_train` must differentiate through it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from ._validation import as_tensor, check_int, check_range
+
+__all__ = ["TrainResult", "train", "adversarial_train"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    loss, accuracy: lists of length epochs + 1, the data loss (no penalty) and accuracy on
+    the whole training set at initialisation (index 0) and after each epoch.
+    ntk: epoch -> empirical NTK on ``X_ntk`` (float64) at each epoch of ``record_ntk_at``.
+    state: a copy of the model's final ``state_dict``. steps: optimiser steps taken.
+    """
+
+    loss: list[float]
+    accuracy: list[float]
+    ntk: dict[int, torch.Tensor]
+    state: dict[str, torch.Tensor]
+    steps: int
+    seconds: float
+    config: dict = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return self.loss[-1]
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.accuracy[-1]
+
+
+def _check_targets(targets, n: int, loss: str) -> torch.Tensor:
+    if loss == "ce":
+        y = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(targets)
+        if y.dtype.is_floating_point:
+            if not bool(torch.all(y == torch.round(y))):
+                raise ValueError("loss='ce' needs integer class indices as targets; got non-integer floats")
+            y = y.to(torch.int64)
+        y = y.to(torch.int64)
+        if y.ndim != 1 or y.shape[0] != n:
+            raise ValueError(f"loss='ce' needs targets of shape ({n},) (class indices), got {tuple(y.shape)}")
+        if n and int(y.min()) < 0:
+            raise ValueError("class indices must be >= 0")
+        return y
+    y = as_tensor(targets, "targets", ndim=(1, 2))
+    if y.shape[0] != n:
+        raise ValueError(f"targets have {y.shape[0]} rows but X has {n}")
+    return y if y.ndim == 2 else y[:, None]
+
+
+def _loss_fn(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if loss == "ce":
+        return F.cross_entropy(out, y)
+    return F.mse_loss(out, y.to(out.dtype))
+
+
+def _accuracy(loss: str, out: torch.Tensor, y: torch.Tensor) -> float:
+    if loss == "ce":
+        return float((out.argmax(1) == y).double().mean())
+    if y.shape[1] == 1:  # ±1 targets: the sign is the class
+        return float((torch.sign(out[:, 0]) == torch.sign(y[:, 0].to(out.dtype))).double().mean())
+    return float((out.argmax(1) == y.argmax(1)).double().mean())
+
+
+def _default_ntk(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    from .ntk import empirical_ntk  # the Part I module (empirical NTK, closed form)
+
+    return empirical_ntk(model, X)
+
+
+def _fit(
+    model: torch.nn.Module,
+    X,
+    targets,
+    *,
+    loss: str,
+    optimizer: str,
+    epochs: int,
+    lr: float,
+    batch_size: int | None,
+    weight_decay: float,
+    seed: int,
+    record_ntk_at: Iterable[int] | None,
+    X_ntk,
+    ntk_fn: Callable | None,
+    progress: bool,
+    perturb: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
+    desc: str,
+) -> TrainResult:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if loss not in ("ce", "mse"):
+        raise ValueError(f"loss must be 'ce' (cross-entropy, class indices) or 'mse' (±1 / one-hot targets), got {loss!r}")
+    if optimizer not in ("adam", "gd"):
+        raise ValueError(f"optimizer must be 'adam' or 'gd', got {optimizer!r}")
+    epochs = check_int(epochs, "epochs", minimum=0)
+    lr = check_range(lr, "lr", 0.0, float("inf"), lo_open=True)
+    weight_decay = check_range(weight_decay, "weight_decay", 0.0, float("inf"))
+    seed = check_int(seed, "seed", minimum=0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    dtype = params[0].dtype
+    X = as_tensor(X, "X", ndim=2, dtype=dtype, min_rows=1)
+    n = X.shape[0]
+    batch = n if batch_size is None else min(check_int(batch_size, "batch_size"), n)
+    y = _check_targets(targets, n, loss)
+    epochs_ntk = sorted({check_int(e, "record_ntk_at epoch", minimum=0) for e in (record_ntk_at or ())})
+    if epochs_ntk and epochs_ntk[-1] > epochs:
+        raise ValueError(f"record_ntk_at asks for epoch {epochs_ntk[-1]} but training runs {epochs} epochs")
+    if epochs_ntk and X_ntk is None:
+        raise ValueError("record_ntk_at needs X_ntk, the points on which to evaluate the empirical NTK")
+    ntk_fn = ntk_fn or _default_ntk
+    Xn = None if X_ntk is None else as_tensor(X_ntk, "X_ntk", ndim=2, dtype=torch.float64, min_rows=1)
+
+    # The feature map of linattn.models has no parameters: compute it once.
+    fast = perturb is None and hasattr(model, "features") and hasattr(model, "forward_features")
+    with torch.no_grad():
+        H = model.features(X) if fast else X
+    forward = model.forward_features if fast else model
+
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+
+    def evaluate() -> tuple[float, float]:
+        with torch.no_grad():
+            out = forward(H)
+            if loss == "ce" and out.shape[1] <= int(y.max()):
+                raise ValueError(f"targets hold class {int(y.max())} but the model has {out.shape[1]} outputs")
+            if loss == "mse" and out.shape[1] != y.shape[1]:
+                raise ValueError(f"targets have {y.shape[1]} columns but the model has {out.shape[1]} outputs")
+            return float(_loss_fn(loss, out, y)), _accuracy(loss, out, y)
+
+    ntks: dict[int, torch.Tensor] = {}
+    if 0 in epochs_ntk:
+        ntks[0] = ntk_fn(model, Xn).detach().to(torch.float64).clone()
+    l0, a0 = evaluate()
+    losses, accs = [l0], [a0]
+    steps = 0
+    t0 = time.perf_counter()
+    iterator = range(1, epochs + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=desc, leave=False)
+    for epoch in iterator:
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            xb, yb = H[idx], y[idx]
+            if perturb is not None:
+                xb = perturb(xb, yb, steps)
+            opt.zero_grad(set_to_none=True)
+            batch_loss = _loss_fn(loss, forward(xb), yb)
+            if not torch.isfinite(batch_loss):
+                raise FloatingPointError(f"the loss became {float(batch_loss)} at epoch {epoch}; lower lr")
+            batch_loss.backward()
+            opt.step()
+            steps += 1
+        l, a = evaluate()
+        losses.append(l)
+        accs.append(a)
+        if epoch in epochs_ntk:
+            ntks[epoch] = ntk_fn(model, Xn).detach().to(torch.float64).clone()
+        if progress:
+            iterator.set_postfix(loss=f"{l:.4g}", acc=f"{a:.3f}")
+    seconds = time.perf_counter() - t0
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    config = dict(loss=loss, optimizer=optimizer, epochs=epochs, lr=lr, batch_size=batch_size,
+                  weight_decay=weight_decay, seed=seed, n=n)
+    return TrainResult(losses, accs, ntks, state, steps, seconds, config)
+
+
+def train(
+    model: torch.nn.Module,
+    X,
+    targets,
+    *,
+    loss: str = "ce",
+    optimizer: str = "adam",
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int | None = 128,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+    record_ntk_at: Iterable[int] | None = None,
+    X_ntk=None,
+    ntk_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place on (X, targets) and return its history.
+
+    Shapes: X (n, d); targets (n,) int64 class indices for ``loss="ce"`` (model(x) is (n, C)
+    logits), or (n,) ±1 / (n, C) one-hot floats for ``loss="mse"``. Minibatches of
+    ``batch_size`` (``None``: full batch) in an order drawn from ``torch.Generator(seed)``.
+    ``record_ntk_at``: epochs (0 = initialisation) at which to store the empirical NTK on
+    ``X_ntk`` (m, d), computed by ``ntk_fn(model, X_ntk)`` (default
+    :func:`linattn.ntk.empirical_ntk`). ``progress``: a tqdm bar over epochs.
+    """
+    return _fit(model, X, targets, loss=loss, optimizer=optimizer, epochs=epochs, lr=lr,
+                batch_size=batch_size, weight_decay=weight_decay, seed=seed,
+                record_ntk_at=record_ntk_at, X_ntk=X_ntk, ntk_fn=ntk_fn, progress=progress,
+                perturb=None, desc="train")
+
+
+def adversarial_train(
+    model: torch.nn.Module,
+    X,
+    targets,
+    *,
+    eps: float,
+    attack: str = "pgd",
+    steps: int = 40,
+    step_size: float = 0.01,
+    random_start: bool = True,
+    clip: tuple[float, float] | None = (0.0, 1.0),
+    attack_loss: str | None = None,
+    loss: str = "ce",
+    optimizer: str = "adam",
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int | None = 128,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+    record_ntk_at: Iterable[int] | None = None,
+    X_ntk=None,
+    ntk_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Madry et al. (2018) adversarial training: each minibatch is replaced by its
+    l_inf PGD adversarial version against the current model before the step,
+
+        min_W  E_(x, y) max_{||delta||_inf <= eps} L(f_W(x + delta), y).
+
+    The inner max is :func:`linattn.attacks.pgd` (``steps`` steps of ``step_size``, a random
+    start when ``random_start``, inputs clipped to ``clip``) climbing the per-example loss
+    ``attack_loss`` (default: the training ``loss``) of :func:`linattn.attacks.loss_closure`.
+    The random start of minibatch k uses seed ``seed * 1_000_003 + k``, so runs are
+    deterministic. ``attack="fgsm"`` is one step of size eps from x (no random start).
+    Other arguments and the result as in :func:`train` (training is on adversarial
+    batches only, as in Madry et al.; the recorded loss and accuracy are on clean data).
+    """
+    from .attacks import loss_closure, pgd  # the attacks module (FGSM, PGD, MIM)
+
+    eps = check_range(eps, "eps", 0.0, 1.0)
+    if attack not in ("pgd", "fgsm"):
+        raise ValueError(f"attack must be 'pgd' or 'fgsm', got {attack!r}")
+    steps = check_int(steps, "steps")
+    step_size = check_range(step_size, "step_size", 0.0, float("inf"), lo_open=True)
+    attack_loss = loss if attack_loss is None else attack_loss
+    if attack == "fgsm":
+        steps, step_size, random_start = 1, max(eps, 1e-12), False
+
+    def perturb(xb: torch.Tensor, yb: torch.Tensor, k: int) -> torch.Tensor:
+        target = yb if loss == "ce" or yb.shape[1] > 1 else yb[:, 0]
+        fn = loss_closure(model, target, loss=attack_loss)
+        x_adv = pgd(fn, xb, eps=eps, steps=steps, step_size=step_size, random_start=random_start,
+                    seed=seed * 1_000_003 + k, clip=clip)
+        return x_adv.detach().to(xb.dtype)
+
+    return _fit(model, X, targets, loss=loss, optimizer=optimizer, epochs=epochs, lr=lr,
+                batch_size=batch_size, weight_decay=weight_decay, seed=seed,
+                record_ntk_at=record_ntk_at, X_ntk=X_ntk, ntk_fn=ntk_fn, progress=progress,
+                perturb=perturb, desc=f"{attack} adversarial training")
