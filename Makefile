@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.linattn-installed
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test lab install vendor clean bench reproduce
 

@@ -3,7 +3,8 @@
 One run = one (task, model, width, seed): build the model (2L-ReLU or MLP-Attn, NTK
 parametrisation, seed = initialisation seed), train it with the paper's protocol
 (:func:`linattn.train.train`: Adam, lr 1e-3, batch 128, L2 1e-3; cross-entropy for
-10 classes, MSE on ±1 targets for binary tasks), record its empirical NTK on ``n_ntk``
+10 classes, MSE on ±1 targets for binary tasks; the quick scale compresses training, see
+:meth:`WidthSweepConfig.quick`), record its empirical NTK on ``n_ntk``
 training points during training, fit the infinite-width NTK predictor
 (:func:`linattn.predictors.kernel_regression` with Theta_inf, ridge 1e-3) and measure
 every reading of "NTK distance" in :data:`linattn.distance.DISTANCES`.
@@ -14,7 +15,7 @@ one row per (task, model, width, seed, distance) with its ``value``.
 
 Command line::
 
-    python -m linattn.experiments width-sweep --scale quick --out width_sweep_quick
+    python -m linattn.experiments width-sweep --scale quick --tasks cifar10 --out width_sweep_quick_cifar10
     python -m linattn.experiments width-sweep --scale paper --tasks cifar10 --out width_sweep_paper_cifar10
 """
 from __future__ import annotations
@@ -32,8 +33,12 @@ from ._validation import check_int
 from .distance import DISTANCES, DistanceInputs, compute_distances
 
 __all__ = [
+    "MODELS",
+    "MODEL_LABELS",
     "WidthSweepConfig",
+    "PreparedTask",
     "prepare_task",
+    "kernel_facts",
     "run_one",
     "run_width_sweep",
     "summarize",
@@ -64,6 +69,8 @@ class WidthSweepConfig:
     ridge: the NTK predictor's ridge [ours: 1e-3]; f0: "zero" (kernel regression on the targets,
         the usual NTK predictor) or "network" (linearised around the network's own initial outputs).
     data_seed: the seed of the data subset (fixed across model seeds).
+    device: "auto" (CUDA when available, else CPU), "cpu" or "cuda". Kernels, solves and
+        statistics are float64 on that device; stored results are moved to the CPU.
     """
 
     name: str = "custom"
@@ -85,6 +92,7 @@ class WidthSweepConfig:
     f0: str = "zero"
     data_seed: int = 0
     distances: tuple[str, ...] = tuple(DISTANCES)
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         from .data import TASKS
@@ -110,6 +118,8 @@ class WidthSweepConfig:
         check_int(self.ntk_every, "ntk_every")
         if self.f0 not in ("zero", "network"):
             raise ValueError(f"f0 must be 'zero' or 'network', got {self.f0!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         unknown = [d for d in self.distances if d not in DISTANCES]
         if unknown:
             raise ValueError(f"unknown distances {unknown}; choose from {list(DISTANCES)}")
@@ -136,6 +146,12 @@ class WidthSweepConfig:
                     ntk_every=50)
         base.update(overrides)
         return cls(**base)
+
+    def torch_device(self) -> torch.device:
+        """The device runs use: ``device``, with "auto" resolved to CUDA when available."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
 
     def loss_for(self, task: str) -> str:
         from .data import TASKS
@@ -199,13 +215,59 @@ def prepare_task(config: WidthSweepConfig, task: str) -> PreparedTask:
         regression_targets=td.targets_onehot("train") if loss == "ce" else td.targets_pm1("train"),
     )
     d = prep.X_train.shape[1]
+    dev = config.torch_device()
+    Xtr, Xte = prep.X_train.to(dev), prep.X_test.to(dev)
     for kind in config.models:
-        model = relu_net(d, 1) if kind == "relu" else mlp_attn(prep.X_train, 1)
-        Xh, Xh_test = features64(model, prep.X_train), features64(model, prep.X_test)
+        model = (relu_net(d, 1) if kind == "relu" else mlp_attn(prep.X_train, 1)).to(dev)
+        Xh, Xh_test = features64(model, Xtr), features64(model, Xte)
         K = ntk_relu(Xh)
         prep.features[kind] = (Xh, Xh_test)
         prep.kernels[kind] = (K, ntk_relu(Xh_test, Xh), K[: config.n_ntk, : config.n_ntk].clone())
     return prep
+
+
+def kernel_facts(prep: PreparedTask, n_ntk: int) -> dict:
+    """Spectral facts of the first ``n_ntk`` training points, where the kernels are measured.
+
+    Returns {"kappa_d": kappa_d(G) of those rows (:func:`linattn.spectra.kappa_d`), "models":
+    {kind: {...}}} with, per model: ``lambda_min`` and ``kappa`` of Theta_inf (n_ntk, n_ntk);
+    ``gap_1`` = sqrt(sum_ij u_ij^2 p_ij (1 - p_ij)), the RMS of ||Theta_m(0) - Theta_inf||_F at
+    m = 1 (:func:`linattn.distance.expected_init_gap`; divide by sqrt(m)); ``theta_inf_fro`` =
+    ||Theta_inf||_F; ``max_angle``, the largest angle between two feature vectors; and
+    ``log10_m_suff`` = 2 log10(gap_1 / lambda_min), the width beyond which the RMS operator error at
+    initialisation is below lambda_min (||.||_2 <= ||.||_F). A quantity that does not exist
+    (a rank-deficient matrix) is NaN, with the reason under ``notes``.
+    """
+    from .distance import expected_init_gap
+    from .kernels import unit_angle
+    from .spectra import RankDeficientError, eigvalsh_desc, kappa, kappa_d
+
+    n_ntk = check_int(n_ntk, "n_ntk", minimum=2)
+    notes: list[str] = []
+    try:
+        kd = kappa_d(prep.X_train[:n_ntk])
+    except RankDeficientError as exc:
+        kd = math.nan
+        notes.append(f"kappa_d(G): numerical rank {exc.rank} of {exc.needed}")
+    models = {}
+    for kind, (Xh, _) in prep.features.items():
+        K = prep.kernels[kind][2]
+        lam_min = float(eigvalsh_desc(K)[-1])
+        try:
+            kap = kappa(K)
+        except RankDeficientError as exc:
+            kap = math.nan
+            notes.append(f"kappa(Theta_inf), {kind}: numerical rank {exc.rank} of {exc.needed}")
+        gap1 = expected_init_gap(Xh[:n_ntk], 1)
+        models[kind] = {
+            "lambda_min": lam_min,
+            "kappa": kap,
+            "gap_1": gap1,
+            "theta_inf_fro": float(torch.linalg.matrix_norm(K)),
+            "max_angle": float(unit_angle(Xh[:n_ntk]).max()),
+            "log10_m_suff": 2 * math.log10(gap1 / lam_min) if lam_min > 0 else math.nan,
+        }
+    return {"kappa_d": kd, "models": models, "notes": notes}
 
 
 def _accuracy(f: torch.Tensor, y: torch.Tensor) -> float:
@@ -228,19 +290,19 @@ def run_one(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int,
     # (d, width, outputs, seed). So the MLP-Attn network is the 2L-ReLU network applied to
     # the cached attention features: identical function, no attention recomputed per run.
     Xh, Xh_test = prep.features[kind]
-    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed)
+    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed).to(Xh.device)
     with torch.no_grad():
         f0_train = model(Xh).to(torch.float64)
         f0_test = model(Xh_test).to(torch.float64)
     record = sorted({0, config.epochs, *range(0, config.epochs + 1, config.ntk_every)})
-    res = train(model, Xh, prep.targets, loss=prep.loss, optimizer=config.optimizer,
+    res = train(model, Xh, prep.targets.to(Xh.device), loss=prep.loss, optimizer=config.optimizer,
                 epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                 weight_decay=config.weight_decay, seed=seed, record_ntk_at=record,
                 X_ntk=Xh[: config.n_ntk], progress=False)
     with torch.no_grad():
         f_net = model(Xh_test).to(torch.float64)
     K, Kx, K_ntk = prep.kernels[kind]
-    Y = prep.regression_targets
+    Y = prep.regression_targets.to(K.device)
     if config.f0 == "network":
         y0 = f0_train if Y.ndim == 2 else f0_train[:, 0]
         x0 = f0_test if Y.ndim == 2 else f0_test[:, 0]
@@ -253,18 +315,19 @@ def run_one(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int,
     inputs = DistanceInputs(theta_inf=K_ntk, theta_init=theta0, theta_final=thetaT, f_net=f_net, f_ntk=f_ntk)
     dists = compute_distances(inputs, config.distances)
     norm0 = float(torch.linalg.matrix_norm(theta0))
+    cpu = lambda t: t.detach().cpu()
     curve = {"epoch": record,
              "drift": [float(torch.linalg.matrix_norm(res.ntk[e] - theta0)) / norm0 for e in record]}
     return {
         "distances": dists,
         "curve": curve,
-        "theta_init": theta0,
-        "theta_final": thetaT,
-        "theta_inf": K_ntk,
+        "theta_init": cpu(theta0),
+        "theta_final": cpu(thetaT),
+        "theta_inf": cpu(K_ntk),
         "train_loss": res.final_loss,
         "train_acc": res.final_accuracy,
-        "net_test_acc": _accuracy(f_net, prep.y_test),
-        "ntk_test_acc": _accuracy(f_ntk, prep.y_test),
+        "net_test_acc": _accuracy(cpu(f_net), prep.y_test),
+        "ntk_test_acc": _accuracy(cpu(f_ntk), prep.y_test),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -412,8 +475,8 @@ def _scale_config(scale: str, **overrides) -> WidthSweepConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m linattn.experiments width-sweep --scale quick|paper --out NAME [--tasks ...]
-    [--widths ...] [--seeds ...]``: run the sweep and store rows, summary, trends and drift
-    curves with :func:`linattn.results.save` (``results/NAME.json``)."""
+    [--widths ...] [--seeds ...]``: run the sweep and store rows, summary, trends, drift
+    curves and :func:`kernel_facts` per task with :func:`linattn.results.save` (``results/NAME.json``)."""
     p = argparse.ArgumentParser(prog="python -m linattn.experiments")
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("width-sweep", help="NTK distance against width (Table 1 of v1)")
@@ -435,8 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_width_sweep(config, progress=not args.no_progress, keep=keep)
     wall = time.perf_counter() - t0
     curves = [{"task": t, "model": k, "width": w_, "seed": s, **v["curve"]} for (t, k, w_, s), v in keep.items()]
+    facts = {task: kernel_facts(prepare_task(config, task), config.n_ntk) for task in config.tasks}
     payload = {"rows": rows, "summary": summarize(rows), "trend": width_trend(rows), "curves": curves,
-               "wall_s": wall, "threads": torch.get_num_threads()}
+               "facts": facts, "wall_s": wall, "threads": torch.get_num_threads()}
     from . import results
 
     import pathlib

@@ -108,13 +108,20 @@ def param_jacobian(model, X, *, chunk_size: int = 8) -> torch.Tensor:
         out = functional_call(model, p, (xb,))
         return out if out.ndim == 2 else out.reshape(xb.shape[0], -1)
 
-    blocks = []
+    out = None
     for start in range(0, x.shape[0], chunk_size):
         xb = x[start : start + chunk_size]
         jac = jacrev(f)(params, xb)  # name -> (b, C, *shape): d f[i, c] / d p
         parts = [jac[name].reshape(xb.shape[0], -1, jac[name][0, 0].numel()) for name in params]
-        blocks.append(torch.cat(parts, dim=-1).to(torch.float64))
-    return torch.cat(blocks, dim=0)
+        if out is None:  # preallocate (N, C, P) once: no second copy of the Jacobians
+            C = parts[0].shape[1]
+            out = torch.empty(x.shape[0], C, sum(p.shape[2] for p in parts), dtype=torch.float64)
+        col = 0
+        for p in parts:
+            out[start : start + xb.shape[0], :, col : col + p.shape[2]] = p
+            col += p.shape[2]
+        del jac, parts
+    return out
 
 
 def empirical_ntk_autodiff(model, X, X2=None, *, chunk_size: int = 8) -> torch.Tensor:

@@ -49,7 +49,7 @@ def _prepare(K_train, K_test_train, y, f0_train, f0_test):
     vector = Y.ndim == 1
     Y2 = Y[:, None] if vector else Y
     if f0_train is None and f0_test is None:
-        F0, F0x = torch.zeros_like(Y2), torch.zeros(Kx.shape[0], Y2.shape[1], dtype=torch.float64)
+        F0, F0x = torch.zeros_like(Y2), torch.zeros(Kx.shape[0], Y2.shape[1], dtype=torch.float64, device=Kx.device)
     elif f0_train is None or f0_test is None:
         raise ValueError("give both f0_train and f0_test (the network's outputs at initialisation), or neither")
     else:
@@ -82,7 +82,7 @@ def kernel_regression(
     """
     ridge = check_range(ridge, "ridge", 0.0, float("inf"), lo_open=True)
     K, Kx, Y, F0, F0x, vector = _prepare(K_train, K_test_train, y, f0_train, f0_test)
-    A = K + ridge * torch.eye(K.shape[0], dtype=torch.float64)
+    A = K + ridge * torch.eye(K.shape[0], dtype=torch.float64, device=K.device)
     L, info = torch.linalg.cholesky_ex(A)
     if int(info) != 0:
         lam_min = float(torch.linalg.eigvalsh(K)[0])

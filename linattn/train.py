@@ -13,7 +13,8 @@ v1's protocol (DIGEST section 4): Adam, lr 1e-3, batch 128, 500 epochs, "L2 regu
   ``batch_size=None`` it is full-batch GD, the setting of the NTK theory
   (see :func:`linattn.predictors.gd_time`).
 
-The model is trained in place. Shuffling uses a ``torch.Generator`` seeded with ``seed``,
+The model is trained in place, on the device of its parameters (inputs and targets are moved
+there). Shuffling uses a ``torch.Generator`` seeded with ``seed``,
 so the same seed gives the same numbers on the same machine. For the models of
 :mod:`linattn.models` the fixed feature map x -> x^ (unit rows, linearized attention) has
 no parameters, so :func:`train` computes x^ once and trains on it (the same function,
@@ -21,7 +22,6 @@ several times faster); :func:`adversarial_train` must differentiate through it.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -132,18 +132,18 @@ def _fit(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    dtype = params[0].dtype
-    X = as_tensor(X, "X", ndim=2, dtype=dtype, min_rows=1)
+    dtype, device = params[0].dtype, params[0].device
+    X = as_tensor(X, "X", ndim=2, dtype=dtype, min_rows=1).to(device)
     n = X.shape[0]
     batch = n if batch_size is None else min(check_int(batch_size, "batch_size"), n)
-    y = _check_targets(targets, n, loss)
+    y = _check_targets(targets, n, loss).to(device)
     epochs_ntk = sorted({check_int(e, "record_ntk_at epoch", minimum=0) for e in (record_ntk_at or ())})
     if epochs_ntk and epochs_ntk[-1] > epochs:
         raise ValueError(f"record_ntk_at asks for epoch {epochs_ntk[-1]} but training runs {epochs} epochs")
     if epochs_ntk and X_ntk is None:
         raise ValueError("record_ntk_at needs X_ntk, the points on which to evaluate the empirical NTK")
     ntk_fn = ntk_fn or _default_ntk
-    Xn = None if X_ntk is None else as_tensor(X_ntk, "X_ntk", ndim=2, dtype=torch.float64, min_rows=1)
+    Xn = None if X_ntk is None else as_tensor(X_ntk, "X_ntk", ndim=2, dtype=torch.float64, min_rows=1).to(device)
 
     # The feature map of linattn.models has no parameters: compute it once.
     fast = perturb is None and hasattr(model, "features") and hasattr(model, "forward_features")
@@ -179,7 +179,7 @@ def _fit(
 
         iterator = tqdm(iterator, desc=desc, leave=False)
     for epoch in iterator:
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(device)  # drawn on the CPU: same order on any device
         for start in range(0, n, batch):
             idx = perm[start:start + batch]
             xb, yb = H[idx], y[idx]

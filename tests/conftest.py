@@ -1,6 +1,8 @@
 """Shared pytest configuration."""
 import os
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see linattn/__init__.py
+
 import pytest
 import torch
 

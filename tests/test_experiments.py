@@ -13,6 +13,7 @@ from linattn.experiments import (
     format_table,
     main,
     pivot,
+    kernel_facts,
     prepare_task,
     rows_from_json,
     run_width_sweep,
@@ -41,6 +42,8 @@ def test_presets_differ_only_in_config():
     assert max(q.widths) <= 1024 and q.epochs < p.epochs and q.n_train < p.n_train
     assert q.loss_for("mnist") == "ce" and q.loss_for("mnist_3v8") == "mse"
     assert WidthSweepConfig.quick(seeds=(7,)).seeds == (7,)
+    assert WidthSweepConfig.quick(device="cpu").torch_device() == torch.device("cpu")
+    assert WidthSweepConfig.quick().torch_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -51,6 +54,7 @@ def test_presets_differ_only_in_config():
     (dict(f0="random"), "f0"),
     (dict(distances=("sideways",)), "unknown distances"),
     (dict(widths=()), "at least one"),
+    (dict(device="tpu"), "device"),
 ])
 def test_bad_configs_are_refused(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -144,3 +148,27 @@ def test_command_line_stores_a_result(tmp_path, monkeypatch, capsys):
     assert len(rows) == 2 * len(DISTANCES) and all(isinstance(r["value"], float) for r in rows)
     assert {c["model"] for c in doc["payload"]["curves"]} == {"relu", "attn"}
     assert "rows" in capsys.readouterr().out
+    facts = doc["payload"]["facts"]["mnist"]
+    assert set(facts["models"]) == {"relu", "attn"} and facts["kappa_d"] > 1
+
+
+def test_kernel_facts_against_direct_computations():
+    from linattn.distance import expected_init_gap
+    from linattn.kernels import ntk_relu
+
+    config = WidthSweepConfig.quick(**{**TINY, "n_train": 20, "n_test": 10, "n_ntk": 12})
+    prep = prepare_task(config, "mnist")
+    facts = kernel_facts(prep, 12)
+    G = prep.X_train[:12] @ prep.X_train[:12].T
+    ev = np.linalg.eigvalsh(G.numpy())
+    assert facts["kappa_d"] == pytest.approx(ev[-1] / ev[0], rel=1e-6)
+    for kind in ("relu", "attn"):
+        Xh = prep.features[kind][0][:12]
+        lam = np.linalg.eigvalsh(ntk_relu(Xh).numpy())
+        f = facts["models"][kind]
+        assert f["lambda_min"] == pytest.approx(lam[0], rel=1e-8) and f["kappa"] == pytest.approx(lam[-1] / lam[0], rel=1e-8)
+        assert f["log10_m_suff"] == pytest.approx(2 * math.log10(expected_init_gap(Xh, 1) / lam[0]), rel=1e-10)
+        cos = np.clip(Xh.numpy() @ Xh.numpy().T, -1, 1)
+        assert f["max_angle"] == pytest.approx(np.arccos(cos).max(), abs=1e-6)
+    # attention features are closer together than raw images
+    assert facts["models"]["attn"]["max_angle"] < facts["models"]["relu"]["max_angle"]

@@ -1,6 +1,5 @@
 """Tests of linattn.train: loss goes down, determinism, the optimiser's L2 semantics, recorded
 kernels, the lazy regime (wide net + small-lr GD = NTK gradient flow), adversarial training."""
-import math
 
 import pytest
 import torch
