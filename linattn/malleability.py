@@ -28,6 +28,25 @@ Protocol (v1 of the paper as far as known; the choices the paper leaves open are
      restricted to the remaining points and k = round(tau (n - k_removed))).
 
 ``attack="noise"`` is the control: random signs of the same eps (:func:`linattn.attacks.random_sign_noise`).
+
+Also here: :func:`sweep` (plain loops over width, seed, eps, tau, attack, intervention, attention
+mode -> tidy rows), :func:`kernel_malleability` and :func:`data_kernel` (the same measurement for a
+kernel without a network: G, G^3 and the infinite-width NTKs), and the v1 tables:
+:class:`TableConfig` (quick and paper scale), :func:`paper_model`, :func:`train_models`,
+:func:`table_rows`, :func:`summarize`, and a command line (``python -m linattn.malleability``) that
+stores rows with :mod:`linattn.results`.
+
+Example
+-------
+>>> import torch
+>>> from linattn.models import relu_net
+>>> from linattn.malleability import malleability
+>>> X = torch.rand(40, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+>>> y = torch.arange(40) % 3
+>>> r = malleability(relu_net(12, 32, 3, dtype=torch.float64), X[:30], y[:30], X[30:], y[30:],
+...                  attack="fgsm", eps=0.1, tau=0.2)
+>>> r.n_selected, 0.0 <= r.flip_rate <= 1.0
+(6, True)
 """
 from __future__ import annotations
 
@@ -56,8 +75,11 @@ __all__ = [
     "with_attention_keys",
     "malleability",
     "sweep",
+    "data_kernel",
+    "kernel_malleability",
     "TableConfig",
     "paper_model",
+    "train_models",
     "table_rows",
     "summarize",
 ]
@@ -284,6 +306,7 @@ def malleability(
     clip=(0.0, 1.0),
     attack_kwargs: dict | None = None,
     before: InfluenceState | None = None,
+    X_after=None,
 ) -> MalleabilityResult:
     """Flip rate, Spearman rho and top-tau overlap of NTK influence scores under one intervention.
 
@@ -293,7 +316,10 @@ def malleability(
     ``mlp_attn(attention_keys(X_train), ...)``, which is checked) or the raw rows (False).
     ``loss`` is the loss the attack climbs (default: "ce" for C >= 2 outputs, "mse" for one, the
     paper's training losses). ``before`` reuses an :class:`InfluenceState` of the same model and
-    data. Errors: eps outside [0, 1], tau outside (0, 1], too few points for the selection.
+    data. ``X_after`` (n, d) skips the attack: the intervened training set of an earlier call with
+    the same model, data, intervention, attack, eps, tau and seed (e.g. its ``X_after``, to run the
+    other attention mode on the same perturbed points); it must differ from X_train only in the
+    rows the intervention touches. Errors: eps outside [0, 1], tau outside (0, 1], too few points.
     """
     eps = check_range(eps, "eps (inputs in [0, 1], so eps is a fraction of the pixel range)", 0.0, 1.0)
     tau = check_range(tau, "tau", 0.0, 1.0, lo_open=True)
@@ -330,9 +356,21 @@ def malleability(
         X_after, y_after = X_train[keep], y_train[keep]
         tracked = torch.nonzero(keep)[:, 0]
     else:
-        X_after = X_train.clone()
         idx = selected if intervention == "transformed" else torch.arange(n)
-        X_after[idx] = perturb(idx).to(X_after.dtype)
+        if X_after is None:
+            X_after = X_train.clone()
+            X_after[idx] = perturb(idx).to(X_after.dtype)
+        else:
+            X_after = as_tensor(X_after, "X_after", ndim=2)
+            if X_after.shape != X_train.shape:
+                raise ValueError(f"X_after must have the shape of X_train {tuple(X_train.shape)}")
+            untouched = torch.ones(n, dtype=torch.bool)
+            untouched[idx] = False
+            if not torch.equal(X_after[untouched], X_train[untouched]):
+                raise ValueError("X_after changes rows the intervention does not touch; pass the X_after "
+                                 "of a call with the same intervention, tau and model")
+            if float((X_after - X_train).abs().max()) > eps + 1e-6:
+                raise ValueError(f"X_after moves points by more than eps = {eps}")
         y_after = y_train
         tracked = selected
     if attention == "recompute":
@@ -424,6 +462,120 @@ def sweep(
     return rows
 
 
+# --------------------------------------------------------------------------- kernels without a network
+
+
+def data_kernel(kind: Literal["linear", "attention", "ntk_relu", "ntk_attn"]) -> Callable:
+    """A kernel function (X, X_train) -> K (N, n) of unit-normalised rows, for :func:`kernel_malleability`.
+
+    The second argument is always the training set, so the attention kernels take their keys from it
+    (the attention is recomputed whenever the training set changes):
+
+    - ``"linear"``: K = X^ X_train^^T, the Gram G on the training set (x^ = x / ||x||);
+    - ``"attention"``: K = X^ C^2 X_train^^T with C = X_train^^T X_train^, which is G^3 on the training
+      set (Theorem 4.1 of v1; :func:`linattn.kernels.attention_kernel`);
+    - ``"ntk_relu"``: the infinite-width NTK of the 2L-ReLU, :func:`linattn.kernels.ntk_relu` of x^;
+    - ``"ntk_attn"``: the infinite-width NTK of MLP-Attn, ntk_relu of the unit attention features
+      C x / ||C x|| (:func:`linattn.kernels.ntk_inf` of an MLP-Attn model with keys X_train^).
+    """
+    from . import kernels
+    from .models import mlp_attn
+
+    def unit(Z):
+        return attention_keys(Z, unit_keys=True)
+
+    def linear(X, X2):
+        return unit(X) @ unit(X2).T
+
+    def attention(X, X2):
+        K2 = unit(X2)
+        return kernels.attention_kernel(unit(X), K2, X_keys=K2)
+
+    def ntk_relu(X, X2):
+        return kernels.ntk_relu(unit(X), unit(X2))
+
+    def ntk_attn(X, X2):
+        model = mlp_attn(unit(X2), 1, dtype=torch.float64)
+        return kernels.ntk_inf(model, X, X2)
+
+    table = {"linear": linear, "attention": attention, "ntk_relu": ntk_relu, "ntk_attn": ntk_attn}
+    if kind not in table:
+        raise ValueError(f"kind must be one of {sorted(table)}, got {kind!r}")
+    return table[kind]
+
+
+def kernel_malleability(
+    kernel: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    *,
+    eps: float = 0.3,
+    tau: float = 0.1,
+    lam: float = 1e-3,
+    intervention: Literal["transformed", "adversarial"] = "transformed",
+    target: Literal["output", "loss"] = "loss",
+    aggregate: str = "mean",
+    seed: int = 0,
+    clip=(0.0, 1.0),
+) -> MalleabilityResult:
+    """Malleability of kernel-ridge influences under random-sign noise, for a kernel with no network.
+
+    ``kernel(X, X_train)`` -> (N, n), e.g. :func:`data_kernel`; X_train (n, d) and X_test (t, d) in
+    ``clip``; real targets y_train (n,) or (n, C) and y_test of the same coding (used by
+    ``target="loss"``, the squared test error; ``"output"`` reads the first output). The selected
+    top-tau points (``"transformed"``) or all points (``"adversarial"``) get +-eps random signs
+    (:func:`linattn.attacks.random_sign_noise`, seeded); kernel and influences are recomputed and
+    flip rate, Spearman and overlap reported as in :func:`malleability`.
+    """
+    from .attacks import random_sign_noise
+
+    eps = check_range(eps, "eps (inputs in [0, 1], so eps is a fraction of the pixel range)", 0.0, 1.0)
+    tau = check_range(tau, "tau", 0.0, 1.0, lo_open=True)
+    if intervention not in ("transformed", "adversarial"):
+        raise ValueError(f"intervention must be 'transformed' or 'adversarial', got {intervention!r}")
+    if target not in ("output", "loss"):
+        raise ValueError(f"target must be 'output' or 'loss' for real targets, got {target!r}")
+    X_train = as_tensor(X_train, "X_train", ndim=2, min_rows=2)
+    X_test = as_tensor(X_test, "X_test", ndim=2, min_rows=1)
+    y = as_tensor(y_train, "y_train", ndim=(1, 2))
+    yt = as_tensor(y_test, "y_test", ndim=(1, 2))
+    n = X_train.shape[0]
+    if y.shape[0] != n or yt.shape[0] != X_test.shape[0]:
+        raise ValueError("y_train and y_test need one target row per point of X_train and X_test")
+
+    def scores(X):
+        K = torch.as_tensor(kernel(X, X)).to(torch.float64)
+        K = 0.5 * (K + K.T)
+        Kt = torch.as_tensor(kernel(X_test, X)).to(torch.float64)
+        I = influence_loo(K, y, Kt, lam=lam, y_test=yt if target == "loss" else None, target=target,
+                          output_class=0 if (target == "output" and y.ndim == 2) else None)
+        return influence_scores(I, aggregate)
+
+    s_before = scores(X_train)
+    selected = select_top(s_before, tau)
+    idx = selected if intervention == "transformed" else torch.arange(n)
+    X_after = X_train.clone()
+    X_after[idx] = random_sign_noise(X_train[idx], eps, seed, clip=clip)
+    s_after = scores(X_after)
+    config = {"model": getattr(kernel, "__name__", "kernel"), "width": None, "n": n, "t": X_test.shape[0],
+              "intervention": intervention, "attack": "noise", "eps": eps, "tau": tau, "attention": "n/a",
+              "lam": lam, "seed": seed}
+    return MalleabilityResult(
+        flip_rate=_flip_rate(s_before[selected], s_after[selected]),
+        spearman=float(spearmanr(s_before.numpy(), s_after.numpy()).statistic),
+        overlap=_overlap(s_before, s_after, tau),
+        n_selected=int(selected.shape[0]),
+        selected=selected,
+        tracked=selected,
+        scores_before=s_before,
+        scores_after=s_after,
+        X_after=X_after,
+        config=config,
+    )
+
+
 # --------------------------------------------------------------------------- the v1 tables
 
 
@@ -443,10 +595,10 @@ class TableConfig:
         gives no recipe]; PGD with ``at_steps`` steps of ``at_step_size`` at radius eps.
     """
 
-    n_train: int = 300
-    n_test: int = 100
+    n_train: int = 200
+    n_test: int = 60
     pool_per_class: int | None = 500
-    width: int = 256
+    width: int = 128
     seeds: tuple[int, ...] = (0, 1, 2)
     epochs: int = 20
     lr: float = 1e-3
@@ -458,12 +610,12 @@ class TableConfig:
     attacks: tuple[str, ...] = ("fgsm", "pgd", "mim", "noise")
     fixed_attacks: tuple[str, ...] = ("pgd", "noise")
     at_epochs: int = 10
-    at_steps: int = 10
-    at_step_size: float = 0.05
+    at_steps: int = 3
+    at_step_size: float = 0.15
 
     @classmethod
     def quick(cls, **overrides) -> "TableConfig":
-        """The 2-core CPU scale: n = 300, t = 100, width 256, 3 seeds, 20 epochs (10 for AT)."""
+        """The 2-core CPU scale: n = 200, t = 60, width 128, 3 seeds, 20 epochs; AT: 10 epochs of PGD-3 (step 0.15)."""
         return cls(**overrides)
 
     @classmethod
@@ -528,46 +680,65 @@ def paper_model(
     return model
 
 
-def table_rows(
-    task: str,
+def train_models(
+    td,
     config: TableConfig | None = None,
     *,
     training: Literal["standard", "adversarial"] = "standard",
+    kinds: Iterable[str] = ("relu", "attn"),
+    width: int | None = None,
+    seeds: Iterable[int] | None = None,
+) -> dict[tuple[str, int], torch.nn.Module]:
+    """{(kind, seed): model} trained on a :class:`linattn.data.TaskData` by :func:`paper_model`."""
+    cfg = config or TableConfig()
+    width = cfg.width if width is None else width
+    seeds = cfg.seeds if seeds is None else seeds
+    return {
+        (kind, seed): paper_model(kind, td.X_train, td.y_train, td.n_classes, width=width, seed=seed,
+                                  epochs=cfg.epochs, training=training, config=cfg)
+        for kind in kinds
+        for seed in seeds
+    }
+
+
+def table_rows(
+    td,
+    models: dict[tuple[str, int], torch.nn.Module],
+    config: TableConfig | None = None,
+    *,
     attacks: Iterable[str] | None = None,
     kernel_fn: KernelFn | None = None,
-    data_seed: int = 0,
+    training: str = "standard",
 ) -> list[dict[str, Any]]:
     """Flip rate, Spearman and overlap of every (model, seed, attack, attention mode) on one task.
 
-    The "transformed" intervention (the selected top-tau points replaced by their adversarial
+    ``td`` a :class:`linattn.data.TaskData`; ``models`` from :func:`train_models`. The
+    "transformed" intervention (the selected top-tau points replaced by their adversarial
     versions) feeds the tables; each row is :meth:`MalleabilityResult.row` plus ``task``,
     ``training`` and the model's training accuracy ``train_acc``. MLP-Attn runs every attack with
-    the attention recomputed and ``config.fixed_attacks`` with C held fixed as well.
+    the attention recomputed and ``config.fixed_attacks`` also with C held fixed, on the same
+    perturbed points.
     """
-    from .data import task_data
-
     cfg = config or TableConfig()
-    td = task_data(task, cfg.n_train, cfg.n_test, seed=data_seed, pool_per_class=cfg.pool_per_class)
     attacks = tuple(cfg.attacks if attacks is None else attacks)
     kernel_fn = _default_kernel_fn() if kernel_fn is None else kernel_fn
     rows: list[dict[str, Any]] = []
-    for kind in ("relu", "attn"):
-        for seed in cfg.seeds:
-            model = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=cfg.width, seed=seed,
-                                epochs=cfg.epochs, training=training, config=cfg)
-            with torch.no_grad():
-                out = model(td.X_train)
-            pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
-            acc = float((pred == td.y_train).double().mean())
-            before = model_influence(model, td.X_train, td.y_train, td.X_test, td.y_test, lam=cfg.lam,
-                                     kernel_fn=kernel_fn)
-            for att in attacks:
-                modes = ["recompute"] + (["fixed"] if kind == "attn" and att in cfg.fixed_attacks else [])
-                for mode in modes:
-                    res = malleability(model, td.X_train, td.y_train, td.X_test, td.y_test, attack=att,
-                                       eps=cfg.eps, tau=cfg.tau, attention=mode, lam=cfg.lam,
-                                       kernel_fn=kernel_fn, seed=seed, before=before)
-                    rows.append({"task": task, "training": training, **res.row(), "train_acc": acc})
+    for (kind, seed), model in models.items():
+        with torch.no_grad():
+            out = model(td.X_train)
+        pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
+        acc = float((pred == td.y_train).double().mean())
+        before = model_influence(model, td.X_train, td.y_train, td.X_test, td.y_test, lam=cfg.lam,
+                                 kernel_fn=kernel_fn)
+        for att in attacks:
+            modes = ["recompute"] + (["fixed"] if kind == "attn" and att in cfg.fixed_attacks else [])
+            X_after = None
+            for mode in modes:
+                res = malleability(model, td.X_train, td.y_train, td.X_test, td.y_test, attack=att,
+                                   eps=cfg.eps, tau=cfg.tau, attention=mode, lam=cfg.lam,
+                                   kernel_fn=kernel_fn, seed=seed, before=before, X_after=X_after)
+                X_after = res.X_after
+                rows.append({"task": td.name, "training": training, **res.row(), "train_acc": acc})
     return rows
 
 
@@ -605,12 +776,20 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TableConfig.quick() if a.scale == "quick" else TableConfig.paper()
     t0 = time.perf_counter()
     rows = []
+    from .data import task_data
+    from .models import unit_rows
+    from .spectra import kappa_d
+
+    kappas = {}
     for task in a.tasks:
+        td = task_data(task, cfg.n_train, cfg.n_test, seed=0, pool_per_class=cfg.pool_per_class)
+        kappas[task] = kappa_d(unit_rows(td.X_train))
         for training in a.training:
             atts = cfg.attacks if training == "standard" else ("pgd",)
-            rows += table_rows(task, cfg, training=training, attacks=atts)
+            models = train_models(td, cfg, training=training)
+            rows += table_rows(td, models, cfg, attacks=atts, training=training)
     wall = time.perf_counter() - t0
-    path = results.save(a.out, {"rows": rows}, {"scale": a.scale, "tasks": a.tasks, "training": a.training,
+    path = results.save(a.out, {"rows": rows, "kappa_d": kappas}, {"scale": a.scale, "tasks": a.tasks, "training": a.training,
                                                **cfg.to_dict()}, wall_s=wall)
     print(f"{len(rows)} rows in {wall:.0f} s -> {path}")
     return 0

@@ -6,14 +6,21 @@ from scipy.stats import spearmanr
 
 from linattn.influence import influence_loo, influence_scores
 from linattn.malleability import (
+    TableConfig,
+    attention_keys,
+    kernel_malleability,
     malleability,
     model_influence,
+    paper_model,
     regression_targets,
-    attention_keys,
     select_top,
+    summarize,
     sweep,
+    table_rows,
+    train_models,
     with_attention_keys,
 )
+from linattn.malleability import data_kernel as mall_data_kernel
 from linattn.models import mlp_attn, relu_net
 
 F64 = torch.float64
@@ -242,3 +249,95 @@ def test_errors(toy):
     assert r.flip_rate == 0.0 and r.overlap == 1.0
     with pytest.raises(ValueError, match="must return"):
         model_influence(model, X, y, Xt, yt, kernel_fn=lambda m, A, B: torch.zeros(3, 3))
+
+
+def test_data_kernels_match_their_formulas(toy):
+    from linattn import kernels
+
+    X, _, Xt, _ = toy
+    U, Ut = attention_keys(X), attention_keys(Xt)
+    G = U @ U.T
+    torch.testing.assert_close(mall_data_kernel("linear")(X, X), G, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(mall_data_kernel("attention")(X, X), G @ G @ G, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(mall_data_kernel("attention")(Xt, X), Ut @ (U.T @ U) @ (U.T @ U) @ U.T,
+                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(mall_data_kernel("ntk_relu")(Xt, X), kernels.ntk_relu(Ut, U), rtol=1e-12, atol=1e-12)
+    F, Ft = U @ (U.T @ U), Ut @ (U.T @ U)  # attention features C x, C from the unit training rows
+    F, Ft = F / F.norm(dim=1, keepdim=True), Ft / Ft.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(mall_data_kernel("ntk_attn")(Xt, X), kernels.ntk_relu(Ft, F), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="kind"):
+        mall_data_kernel("rbf")
+
+
+def test_kernel_malleability(toy):
+    X, y, Xt, yt = toy
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(D, generator=g, dtype=F64)
+    f_tr, f_te = attention_keys(X) @ w, attention_keys(Xt) @ w
+    k = mall_data_kernel("linear")
+    r0 = kernel_malleability(k, X, f_tr, Xt, f_te, eps=0.0, tau=0.25, lam=0.1)
+    assert r0.flip_rate == 0.0 and r0.overlap == 1.0 and r0.spearman == pytest.approx(1.0)
+    r = kernel_malleability(k, X, f_tr, Xt, f_te, eps=0.2, tau=0.25, lam=0.1, seed=1)
+    I = influence_loo(k(X, X), f_tr, k(Xt, X), lam=0.1, y_test=f_te, target="loss")
+    torch.testing.assert_close(r.scores_before, I.mean(1), rtol=1e-10, atol=1e-14)
+    I2 = influence_loo(k(r.X_after, r.X_after), f_tr, k(Xt, r.X_after), lam=0.1, y_test=f_te, target="loss")
+    torch.testing.assert_close(r.scores_after, I2.mean(1), rtol=1e-10, atol=1e-14)
+    moved = torch.nonzero((r.X_after - X).abs().amax(1) > 0)[:, 0]
+    assert set(moved.tolist()) <= set(r.selected.tolist())
+    assert float((r.X_after - X).abs().max()) <= 0.2 + 1e-12
+    with pytest.raises(ValueError, match="eps"):
+        kernel_malleability(k, X, f_tr, Xt, f_te, eps=2.0)
+    with pytest.raises(ValueError, match="target"):
+        kernel_malleability(k, X, f_tr, Xt, f_te, target="true_class")
+
+
+def test_summarize():
+    rows = [{"a": 1, "v": 0.1, "flip_rate": 0.0}, {"a": 1, "v": 0.3, "flip_rate": 0.5}, {"a": 2, "v": 0.2, "flip_rate": 1.0}]
+    out = {r["a"]: r for r in summarize(rows, by=("a",))}
+    assert out[1]["mean"] == 0.25 and out[1]["min"] == 0.0 and out[1]["max"] == 0.5 and out[1]["count"] == 2
+    assert summarize(rows, by=("a",), value="v")[0]["mean"] == pytest.approx(0.2)
+
+
+def test_paper_model_and_table_rows(toy):
+    from types import SimpleNamespace
+
+    X, y, Xt, yt = toy
+    cfg = TableConfig.quick(width=16, seeds=(0, 1), epochs=2, tau=0.25, attacks=("fgsm", "noise"),
+                            fixed_attacks=("noise",), at_epochs=1, at_steps=1)
+    td = SimpleNamespace(X_train=X, y_train=y, X_test=Xt, y_test=yt, n_classes=C, name="toy")
+    attn0 = paper_model("attn", X, y, C, width=16, seed=0, epochs=0, config=cfg)
+    torch.testing.assert_close(attn0.feature_map.C, attention_keys(X).T @ attention_keys(X))  # unit keys
+    binary = paper_model("relu", X, y % 2, 2, width=16, seed=0, epochs=1, config=cfg)
+    assert binary.n_outputs == 1
+    trained = paper_model("relu", X, y, C, width=16, seed=0, epochs=2, config=cfg)
+    assert not torch.equal(trained.W, relu_net(D, 16, C, seed=0).W)  # the weights moved
+    adv = paper_model("attn", X, y, C, width=16, seed=0, training="adversarial", config=cfg)
+    assert not torch.equal(adv.W, attn0.W)
+    models = train_models(td, cfg, kinds=("relu", "attn"))
+    assert sorted(models) == [("attn", 0), ("attn", 1), ("relu", 0), ("relu", 1)]
+    rows = table_rows(td, models, cfg, kernel_fn=ref_ntk)
+    # relu: 2 attacks; attn: 2 attacks + noise with C fixed; times 2 seeds
+    assert len(rows) == 2 * 2 + 3 * 2
+    assert all(r["task"] == "toy" and 0.0 <= r["train_acc"] <= 1.0 for r in rows)
+    # the C-fixed row uses the same perturbed points as the recomputed one: rerun it directly
+    fixed = [r for r in rows if r["attention"] == "fixed" and r["seed"] == 1][0]
+    direct = malleability(models[("attn", 1)], X, y, Xt, yt, attack="noise", eps=cfg.eps, tau=cfg.tau,
+                          attention="fixed", lam=cfg.lam, kernel_fn=ref_ntk, seed=1)
+    assert fixed["flip_rate"] == direct.flip_rate and fixed["spearman"] == direct.spearman
+    with pytest.raises(ValueError, match="kind"):
+        paper_model("cnn", X, y, C, width=4, seed=0)
+
+
+def test_x_after_reuse_is_checked(toy):
+    X, y, Xt, yt = toy
+    model = _models(X)["attn"]
+    kw = dict(attack="fgsm", eps=0.1, tau=0.25, kernel_fn=ref_ntk)
+    r = malleability(model, X, y, Xt, yt, **kw)
+    again = malleability(model, X, y, Xt, yt, X_after=r.X_after, **kw)
+    assert again.row() == r.row()
+    bad = r.X_after.clone()
+    keep = torch.ones(N, dtype=torch.bool)
+    keep[r.selected] = False
+    bad[torch.nonzero(keep)[0, 0]] += 0.01
+    with pytest.raises(ValueError, match="does not touch"):
+        malleability(model, X, y, Xt, yt, X_after=bad, **kw)
