@@ -58,10 +58,11 @@ def in_kernel() -> bool:
         return False
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
+def glue(name: str, value: Any, display: bool = False) -> None:
     """myst-nb ``glue`` inside a kernel (so prose can write {glue:text}`name:.3g`);
     outside a kernel, a no-op. Floats are glued as python floats (numpy and torch
-    scalars are converted), so the stored text is a plain literal."""
+    scalars are converted), so the stored text is a plain literal. Returns None, so a
+    cell that ends with a glue call displays nothing."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, np.generic):
@@ -70,4 +71,3 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
         from myst_nb import glue as _glue
 
         _glue(name, value, display=display)
-    return value
