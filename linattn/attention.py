@@ -100,6 +100,18 @@ def _data(X, name: str = "X") -> torch.Tensor:
     return as_tensor(X, name, ndim=2, min_rows=1)
 
 
+def _queries_keys_temperature(X, X_keys, temperature) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Validated queries (N, d), keys (n, d) (default the queries) and temperature (default sqrt(d))."""
+    Q = _data(X)
+    Kx = Q if X_keys is None else _data(X_keys, "X_keys")
+    if Kx.shape[1] != Q.shape[1]:
+        raise ValueError(f"X has d = {Q.shape[1]} columns but the keys have d = {Kx.shape[1]}")
+    T = math.sqrt(Q.shape[1]) if temperature is None else check_range(
+        temperature, "temperature", 0.0, math.inf, lo_open=True, hi_open=True
+    )
+    return Q, Kx, T
+
+
 def softmax_attention(X, X_keys=None, temperature: float | None = None) -> torch.Tensor:
     """Standard dot-product attention with W_Q = W_K = W_V = I (float64, shape (N, d)).
 
@@ -108,13 +120,7 @@ def softmax_attention(X, X_keys=None, temperature: float | None = None) -> torch
     1/sqrt(d) scaling; must be positive). Linearizing exp(a) ~ 1 + a, dropping the
     normaliser, T and the constant term gives :func:`linearized_attention`.
     """
-    Q = _data(X)
-    Kx = Q if X_keys is None else _data(X_keys, "X_keys")
-    if Kx.shape[1] != Q.shape[1]:
-        raise ValueError(f"X has d = {Q.shape[1]} columns but the keys have d = {Kx.shape[1]}")
-    T = math.sqrt(Q.shape[1]) if temperature is None else check_range(
-        temperature, "temperature", 0.0, math.inf, lo_open=True, hi_open=True
-    )
+    Q, Kx, T = _queries_keys_temperature(X, X_keys, temperature)
     A = torch.softmax(Q @ Kx.T / T, dim=1)
     return A @ Kx
 
@@ -142,13 +148,7 @@ def softmax_expansion(X, X_keys=None, temperature: float | None = None) -> Softm
     the normaliser n, the temperature T and the centring term (G 1)_i xbar. Shapes (N, d),
     float64; ``X`` (N, d) queries, ``X_keys`` (n, d) (default ``X``), T default sqrt(d).
     """
-    Q = _data(X)
-    Kx = Q if X_keys is None else _data(X_keys, "X_keys")
-    if Kx.shape[1] != Q.shape[1]:
-        raise ValueError(f"X has d = {Q.shape[1]} columns but the keys have d = {Kx.shape[1]}")
-    T = math.sqrt(Q.shape[1]) if temperature is None else check_range(
-        temperature, "temperature", 0.0, math.inf, lo_open=True, hi_open=True
-    )
+    Q, Kx, T = _queries_keys_temperature(X, X_keys, temperature)
     n = Kx.shape[0]
     exact = softmax_attention(Q, Kx, T)
     xbar = Kx.mean(dim=0)
