@@ -64,6 +64,7 @@ from .attacks import attack as run_attack
 from .attacks import loss_closure
 from .attention import LinearizedAttention
 from .influence import influence_loo, influence_scores
+from .models import unit_rows
 
 __all__ = [
     "InfluenceState",
@@ -205,7 +206,7 @@ def attention_keys(X, *, unit_keys: bool = True) -> torch.Tensor:
     """The keys an MLP-Attn model attends over, from a training set X (n, d) of pixels:
     the unit-normalised rows (``unit_keys=True``, the paper's preprocessing) or X itself."""
     X = as_tensor(X, "X", ndim=2, min_rows=1)
-    return X / X.norm(dim=1, keepdim=True) if unit_keys else X
+    return unit_rows(X) if unit_keys else X
 
 
 def with_attention_keys(model: torch.nn.Module, X_keys) -> torch.nn.Module:
@@ -777,7 +778,6 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = []
     from .data import task_data
-    from .models import unit_rows
     from .spectra import kappa_d
 
     kappas = {}
