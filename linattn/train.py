@@ -22,16 +22,77 @@ several times faster); :func:`adversarial_train` must differentiate through it.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 
 from ._validation import as_tensor, check_int, check_range
 
-__all__ = ["TrainResult", "train", "adversarial_train"]
+__all__ = ["TrainProtocol", "TrainResult", "train", "adversarial_train"]
+
+
+@dataclass(frozen=True)
+class TrainProtocol:
+    """How a network is trained; the defaults are v1's protocol (DIGEST section 4).
+
+    epochs: passes over the training set; lr: the step size; batch_size: minibatch size
+    (``None``: full batch); weight_decay: the coupled L2 penalty (see the module docstring);
+    optimizer: ``"adam"`` or ``"gd"`` (plain SGD, no momentum); loss: ``"ce"``
+    (cross-entropy on C logits), ``"mse"`` (squared error on ±1 or one-hot targets) or
+    ``"auto"``: cross-entropy for C >= 2 outputs, MSE on ±1 targets for one output [v1].
+
+    The experiment configs hold one (``config.protocol``); :func:`train` and
+    :func:`adversarial_train` take it as ``protocol=``.
+    """
+
+    epochs: int = 500
+    lr: float = 1e-3
+    batch_size: int | None = 128
+    weight_decay: float = 1e-3
+    optimizer: str = "adam"
+    loss: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_int(self.epochs, "epochs", minimum=0)
+        check_range(self.lr, "lr", 0.0, float("inf"), lo_open=True)
+        if self.batch_size is not None:
+            check_int(self.batch_size, "batch_size")
+        check_range(self.weight_decay, "weight_decay", 0.0, float("inf"))
+        if self.optimizer not in ("adam", "gd"):
+            raise ValueError(f"optimizer must be 'adam' or 'gd', got {self.optimizer!r}")
+        if self.loss not in ("auto", "ce", "mse"):
+            raise ValueError(f"loss must be 'auto', 'ce' or 'mse', got {self.loss!r}")
+
+    def loss_for(self, n_outputs: int) -> str:
+        """The loss for a model with ``n_outputs`` outputs ("auto": ce for C >= 2, else mse)."""
+        if self.loss != "auto":
+            return self.loss
+        return "ce" if check_int(n_outputs, "n_outputs") > 1 else "mse"
+
+    def steps(self, n: int) -> int:
+        """Optimiser steps of the whole run on n training points: epochs x ceil(n / batch)."""
+        per_epoch = 1 if self.batch_size is None else -(-int(n) // min(self.batch_size, int(n)))
+        return self.epochs * per_epoch
+
+
+_UNSET: Any = object()
+
+
+def _protocol(protocol: TrainProtocol | None, model: torch.nn.Module, **given: Any) -> TrainProtocol:
+    """``protocol`` (or v1's) with the arguments given explicitly applied on top."""
+    if protocol is not None and not isinstance(protocol, TrainProtocol):
+        raise TypeError(f"protocol must be a TrainProtocol, got {type(protocol).__name__}")
+    explicit = {k: v for k, v in given.items() if v is not _UNSET}
+    if protocol is None and "epochs" not in explicit:
+        raise TypeError("give the number of epochs (epochs=...) or a TrainProtocol (protocol=...)")
+    p = dataclasses.replace(protocol or TrainProtocol(), **explicit)
+    if p.loss == "auto":
+        p = dataclasses.replace(p, loss=p.loss_for(int(getattr(model, "n_outputs", 2))))
+    return p
 
 
 @dataclass
@@ -210,13 +271,14 @@ def train(
     model: torch.nn.Module,
     X,
     targets,
+    protocol: TrainProtocol | None = None,
     *,
-    loss: str = "ce",
-    optimizer: str = "adam",
-    epochs: int,
-    lr: float = 1e-3,
-    batch_size: int | None = 128,
-    weight_decay: float = 1e-3,
+    loss: str = _UNSET,
+    optimizer: str = _UNSET,
+    epochs: int = _UNSET,
+    lr: float = _UNSET,
+    batch_size: int | None = _UNSET,
+    weight_decay: float = _UNSET,
     seed: int = 0,
     record_ntk_at: Iterable[int] | None = None,
     X_ntk=None,
@@ -231,9 +293,15 @@ def train(
     ``record_ntk_at``: epochs (0 = initialisation) at which to store the empirical NTK on
     ``X_ntk`` (m, d), computed by ``ntk_fn(model, X_ntk)`` (default
     :func:`linattn.ntk.empirical_ntk`). ``progress``: a tqdm bar over epochs.
+
+    The protocol: ``protocol`` (a :class:`TrainProtocol`; default v1's) with any of
+    ``loss``, ``optimizer``, ``epochs``, ``lr``, ``batch_size``, ``weight_decay`` given
+    explicitly applied on top; without a protocol, ``epochs`` is required.
     """
-    return _fit(model, X, targets, loss=loss, optimizer=optimizer, epochs=epochs, lr=lr,
-                batch_size=batch_size, weight_decay=weight_decay, seed=seed,
+    p = _protocol(protocol, model, loss=loss, optimizer=optimizer, epochs=epochs, lr=lr,
+                  batch_size=batch_size, weight_decay=weight_decay)
+    return _fit(model, X, targets, loss=p.loss, optimizer=p.optimizer, epochs=p.epochs, lr=p.lr,
+                batch_size=p.batch_size, weight_decay=p.weight_decay, seed=seed,
                 record_ntk_at=record_ntk_at, X_ntk=X_ntk, ntk_fn=ntk_fn, progress=progress,
                 perturb=None, desc="train")
 
@@ -250,12 +318,13 @@ def adversarial_train(
     random_start: bool = True,
     clip: tuple[float, float] | None = (0.0, 1.0),
     attack_loss: str | None = None,
-    loss: str = "ce",
-    optimizer: str = "adam",
-    epochs: int,
-    lr: float = 1e-3,
-    batch_size: int | None = 128,
-    weight_decay: float = 1e-3,
+    protocol: TrainProtocol | None = None,
+    loss: str = _UNSET,
+    optimizer: str = _UNSET,
+    epochs: int = _UNSET,
+    lr: float = _UNSET,
+    batch_size: int | None = _UNSET,
+    weight_decay: float = _UNSET,
     seed: int = 0,
     record_ntk_at: Iterable[int] | None = None,
     X_ntk=None,
@@ -277,6 +346,9 @@ def adversarial_train(
     """
     from .attacks import loss_closure, pgd  # the attacks module (FGSM, PGD, MIM)
 
+    p = _protocol(protocol, model, loss=loss, optimizer=optimizer, epochs=epochs, lr=lr,
+                  batch_size=batch_size, weight_decay=weight_decay)
+    loss = p.loss
     eps = check_range(eps, "eps", 0.0, 1.0)
     if attack not in ("pgd", "fgsm"):
         raise ValueError(f"attack must be 'pgd' or 'fgsm', got {attack!r}")
@@ -293,7 +365,7 @@ def adversarial_train(
                     seed=seed * 1_000_003 + k, clip=clip)
         return x_adv.detach().to(xb.dtype)
 
-    return _fit(model, X, targets, loss=loss, optimizer=optimizer, epochs=epochs, lr=lr,
-                batch_size=batch_size, weight_decay=weight_decay, seed=seed,
+    return _fit(model, X, targets, loss=p.loss, optimizer=p.optimizer, epochs=p.epochs, lr=p.lr,
+                batch_size=p.batch_size, weight_decay=p.weight_decay, seed=seed,
                 record_ntk_at=record_ntk_at, X_ntk=X_ntk, ntk_fn=ntk_fn, progress=progress,
                 perturb=perturb, desc=f"{attack} adversarial training")
