@@ -5,7 +5,7 @@
 
 The kernel is the infinite-width ReLU NTK (linattn.kernels.ntk_relu) of random unit vectors
 in d = 64, float64. "Closed form" is linattn.influence.influence_loo: one Cholesky of
-K + lam I, one triangular inverse for diag(A), one solve with the t test columns.
+K + ridge I (linattn.predictors.KernelRidge), one triangular inverse for diag(A), one solve with the t test columns.
 "Brute force" refits kernel ridge without point i (Cholesky of the (n-1) x (n-1) system, solve,
 predict) for every i. Brute force is timed on a sample of ``--refits`` points and extrapolated
 to all n (the script says so), and the sampled refits are checked against the closed form.
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--t", type=int, default=500)
     p.add_argument("--refits", type=int, default=40, help="brute-force refits timed (then extrapolated to n)")
-    p.add_argument("--lam", type=float, default=1e-3)
+    p.add_argument("--ridge", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="n = 300, t = 60, 20 refits")
     a = p.parse_args(argv)
@@ -49,12 +49,12 @@ def main(argv: list[str] | None = None) -> dict:
     Z = Z / Z.norm(dim=1, keepdim=True)
     K, Kt = ntk_relu(Z[: a.n]), ntk_relu(Z[a.n:], Z[: a.n])
     y = torch.sign(torch.randn(a.n, generator=g, dtype=torch.float64))
-    n, lam = a.n, a.lam
+    n, ridge = a.n, a.ridge
 
-    I = influence_loo(K, y, Kt, lam=lam, target="output")  # warm-up
-    t_closed = _best_of(lambda: influence_loo(K, y, Kt, lam=lam, target="output"), 5)
+    I = influence_loo(K, y, Kt, ridge=ridge, target="output")  # warm-up
+    t_closed = _best_of(lambda: influence_loo(K, y, Kt, ridge=ridge, target="output"), 5)
 
-    M = K + lam * torch.eye(n, dtype=torch.float64)
+    M = K + ridge * torch.eye(n, dtype=torch.float64)
     A_full = torch.randn(n, n, generator=g, dtype=torch.float64)
     t_limit = _best_of(lambda: torch.linalg.cholesky(M), 5) + _best_of(lambda: Kt @ A_full, 5)
 

@@ -1,16 +1,24 @@
 """Input validation shared by every public function of :mod:`linattn`.
 
-Each helper either returns a clean value or raises an error that says what was
-wrong and how to fix it (the scikit-learn convention).
+Each helper either returns a clean value or raises an error in one style: the argument's
+name, the value it got, and the fix (the scikit-learn convention), e.g.
+``intervention must be 'transformed', 'adversarial' or 'curated', got 'poisoned'``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "check_int", "check_range", "check_square_symmetric"]
+__all__ = [
+    "as_tensor",
+    "check_int",
+    "check_range",
+    "check_square_symmetric",
+    "check_option",
+    "check_consistent_length",
+]
 
 
 def as_tensor(
@@ -108,3 +116,41 @@ def check_square_symmetric(K: torch.Tensor, name: str, *, rtol: float = 1e-8) ->
             f"{name} must be symmetric: max |K - K^T| = {asym:.3g} against max |K| = {scale:.3g}"
         )
     return K
+
+
+def _alternatives(options: Sequence[Any]) -> str:
+    """'a', 'b' or 'c' (the repr of each option)."""
+    names = [repr(o) for o in options]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def check_option(value: Any, name: str, options: Sequence[Any]) -> Any:
+    """Return ``value`` if it is one of ``options``; otherwise an error listing them.
+
+    The message: ``{name} must be 'a', 'b' or 'c', got {value!r}``.
+    """
+    if not options:
+        raise ValueError(f"check_option needs at least one option for {name}")
+    try:
+        ok = value in options
+    except TypeError:  # an unhashable value tested against a set
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be {_alternatives(list(options))}, got {value!r}")
+    return value
+
+
+def check_consistent_length(*arrays: Any, names: Sequence[str], what: str = "rows") -> int:
+    """Return n, the common size of the first dimension of ``arrays`` (tensors or arrays).
+
+    ``names`` names each array; a mismatch is reported against the first one:
+    ``{names[i]} has m {what} for the n rows of {names[0]}; pass one per row``.
+    """
+    if len(names) != len(arrays) or not arrays:
+        raise TypeError(f"check_consistent_length needs one name an array, got {len(names)} for {len(arrays)}")
+    n = int(arrays[0].shape[0])
+    for a, name in zip(arrays[1:], names[1:]):
+        m = int(a.shape[0])
+        if m != n:
+            raise ValueError(f"{name} has {m} {what} for the {n} rows of {names[0]}; pass one per row")
+    return n

@@ -22,11 +22,14 @@ from typing import Callable, Literal
 
 import torch
 
-from ._validation import as_tensor, check_int, check_range
+from ._validation import as_tensor, check_int, check_option, check_range
 
 __all__ = ["fgsm", "pgd", "mim", "random_sign_noise", "attack", "loss_closure"]
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+ATTACKS = ("fgsm", "pgd", "mim", "noise")
+LOSSES = ("ce", "mse", "margin")
 
 
 def _check_x(x, name: str = "x") -> torch.Tensor:
@@ -165,17 +168,16 @@ def attack(
 
     ``kwargs`` go to the attack (steps, step_size, random_start, mu); ``seed`` is used by PGD and noise.
     """
+    check_option(name, "attack", ATTACKS)
     if name == "fgsm":
         return fgsm(loss_fn, x, eps=eps, clip=clip, **kwargs)
     if name == "pgd":
         return pgd(loss_fn, x, eps=eps, seed=seed, clip=clip, **kwargs)
     if name == "mim":
         return mim(loss_fn, x, eps=eps, clip=clip, **kwargs)
-    if name == "noise":
-        if kwargs:
-            raise TypeError(f"random_sign_noise takes no {sorted(kwargs)}")
-        return random_sign_noise(x, eps, seed, clip=clip)
-    raise ValueError(f"attack must be 'fgsm', 'pgd', 'mim' or 'noise', got {name!r}")
+    if kwargs:  # "noise"
+        raise TypeError(f"random_sign_noise takes no {sorted(kwargs)}; drop them for attack='noise'")
+    return random_sign_noise(x, eps, seed, clip=clip)
 
 
 def loss_closure(
@@ -194,8 +196,7 @@ def loss_closure(
         y class indices; positive means misclassified.
     """
     yt = y if isinstance(y, torch.Tensor) else torch.as_tensor(y)
-    if loss not in ("ce", "mse", "margin"):
-        raise ValueError(f"loss must be 'ce', 'mse' or 'margin', got {loss!r}")
+    check_option(loss, "loss", LOSSES)
     is_index = not yt.is_floating_point()
     if is_index and (yt.ndim != 1 or bool((yt < 0).any())):
         raise ValueError(f"class indices y must be non-negative with shape (N,), got shape {tuple(yt.shape)}")

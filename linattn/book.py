@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["setup", "glue", "scale", "in_kernel", "SEED"]
+__all__ = ["setup", "glue", "scale", "in_kernel", "results", "SEED"]
 
 SEED = 0
 
@@ -22,6 +22,9 @@ def scale() -> str:
     if s not in ("quick", "paper"):
         raise ValueError(f"LINATTN_SCALE must be 'quick' or 'paper', got {s!r}")
     return s
+
+
+_book_scale = scale  # results() takes an argument of the same name
 
 
 def setup(seed: int = SEED, threads: int | None = None) -> None:
@@ -71,3 +74,31 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         from myst_nb import glue as _glue
 
         _glue(name, value, display=display)
+
+
+def results(name: str, *, scale: str | None = None, live=None, config=None, store=None, quiet: bool = False,
+            **overrides: Any):
+    """An experiment's results for a chapter, through one door (a :class:`linattn.runner.ResultSet`).
+
+    ``scale`` defaults to the book's (:func:`scale`). ``config``: the experiment's config at that
+    scale with ``overrides`` (or the config given). ``live``: which cells to compute here rather
+    than read from the results store (a bool, or a function params -> bool), always restricted
+    to cells whose data files are in the data folder (the rest, e.g. CIFAR-10 for a reader
+    without a copy, come from the store). Default: every cell at quick scale, none at paper
+    scale (paper-scale cells are computed by ``linattn reproduce`` and stored). Prints one
+    provenance line (unless ``quiet``).
+    """
+    from . import experiments, runner
+
+    exp = experiments.get(name)
+    scale = scale or _book_scale()
+    if config is None:
+        config = exp.configure(scale, **overrides)
+    if live is None:
+        live = scale == "quick"
+    want = live if callable(live) else (lambda params: bool(live))
+    here = runner.data_available(exp)
+    rs = runner.collect(exp, config, store=store, live=lambda params: want(params) and here(params))
+    if not quiet:
+        print(f"[{scale} scale] {rs.provenance_line()}")
+    return rs

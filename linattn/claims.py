@@ -41,8 +41,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Claim", "ClaimMismatch", "REGISTRY_PATH", "load_registry", "get", "record",
-           "verdict_of", "table", "VERDICTS"]
+__all__ = ["Claim", "ClaimMismatch", "REGISTRY_PATH", "load_registry", "get", "record", "record_many",
+           "paper", "verdict_of", "table", "VERDICTS"]
 
 REGISTRY_PATH = pathlib.Path(__file__).with_name("claims.yml")
 VERDICTS = ("reproduced", "partly", "not reproduced")
@@ -68,6 +68,16 @@ class Claim:
     def scale(self) -> str:
         return self.ours.get("scale", "quick")
 
+    @property
+    def at(self) -> str:
+        """The scale ``ours.value`` was measured at: "quick", "paper", or "any" (arithmetic on the
+        paper's own numbers, the same at every scale). ``ours.at`` if given, else the first word
+        of ``ours.scale``."""
+        if "at" in self.ours:
+            return self.ours["at"]
+        first = str(self.scale).split(" ", 1)[0]
+        return first if first in ("quick", "paper") else "any"
+
 
 def _validate(entry: dict, i: int) -> Claim:
     where = f"claims.yml entry {i} ({entry.get('id', '?')})"
@@ -86,6 +96,8 @@ def _validate(entry: dict, i: int) -> Claim:
         raise ValueError(f"{where}: paper.version must be v1, v2, v1+v2 or abs")
     if "value" not in entry["ours"]:
         raise ValueError(f"{where}: ours.value is required")
+    if entry["ours"].get("at", "quick") not in ("quick", "paper", "any"):
+        raise ValueError(f"{where}: ours.at must be quick, paper or any")
     return Claim(**{k: entry.get(k, "") for k in (*required, "note")})
 
 
@@ -178,6 +190,33 @@ def record(claim_id: str, value: Any, *, glue: bool = True) -> Any:
         if c.paper.get("value") is not None:
             _glue(f"{claim_id}__paper", c.paper["value"])
     return value
+
+
+def record_many(values: dict[str, Any], *, scale: str | None = None) -> dict[str, Any]:
+    """Record the values of many claims measured at ``scale`` (default: the book's scale).
+
+    A claim stated at that scale (or at "any") is checked as by :func:`record`; a claim stated at
+    another scale is glued only (the book then shows the value measured here, and the registry
+    keeps the value of its own scale). Returns ``values``.
+    """
+    from .book import glue as _glue
+    from .book import scale as _book_scale
+
+    scale = scale or _book_scale()
+    for cid, value in values.items():
+        c = get(cid)
+        if c.at in (scale, "any"):
+            record(cid, value)
+        else:
+            _glue(cid, value)
+            if c.paper.get("value") is not None:
+                _glue(f"{cid}__paper", c.paper["value"])
+    return values
+
+
+def paper(claim_id: str) -> Any:
+    """The paper's value of a claim (from the registry: chapters never type it again)."""
+    return get(claim_id).paper.get("value")
 
 
 def _fmt(v: Any) -> str:

@@ -22,6 +22,11 @@ first 500 images of each class of the official training set, in order (verified
 against the full set), so the *quick-scale pool* -- the first 500 training images a
 class -- is the same images whichever source is used, and quick-scale results agree.
 
+Targets
+-------
+:func:`regression_targets` codes class indices for kernel ridge: +-1 for one output, one-hot
+(or +-1) rows for C outputs.
+
 Preprocessing (paper, v1): pixels scaled to [0, 1]; rows scaled to unit l2 norm.
 Standardisation (per-pixel mean 0, std 1 over the sample) is an option the paper does
 not mention; Part I measures how much it changes the spectrum.
@@ -38,11 +43,12 @@ import tarfile
 import tempfile
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 
-from ._validation import check_int
+from ._validation import as_tensor, check_int, check_option
 
 __all__ = [
     "DATASETS",
@@ -60,6 +66,7 @@ __all__ = [
     "task_data",
     "sample",
     "download",
+    "regression_targets",
 ]
 
 #: sha256 of the verified ``.npz`` files (the layout above).
@@ -165,6 +172,32 @@ class TaskData:
         """One-hot targets (float64, (N, n_classes))."""
         y = self.y_train if split == "train" else self.y_test
         return torch.nn.functional.one_hot(y, self.n_classes).to(torch.float64)
+
+
+def regression_targets(y, n_outputs: int, *, coding: Literal["onehot", "pm1"] = "onehot") -> torch.Tensor:
+    """Kernel-ridge targets (float64) from class indices y (N,) for a model with ``n_outputs`` outputs.
+
+    One output: (N,) +-1, class 1 -> +1, class 0 -> -1 (y_i in {0, 1}). C >= 2 outputs: (N, C) rows
+    e_{y_i} (``coding="onehot"``) or 2 e_{y_i} - 1 (``"pm1"``). Float y must hold integers.
+    The same coding as :meth:`TaskData.targets_pm1` and :meth:`TaskData.targets_onehot`.
+    """
+    yt = as_tensor(y, "y", ndim=1, dtype=None)
+    if yt.is_floating_point():
+        if not bool((yt == yt.round()).all()):
+            raise ValueError("y must hold class indices (integers); round or map the labels first")
+        yt = yt.long()
+    n_outputs = check_int(n_outputs, "n_outputs")
+    C = max(n_outputs, 2)
+    if bool((yt < 0).any()) or bool((yt >= C).any()):
+        raise ValueError(
+            f"class indices must lie in [0, {C - 1}] for n_outputs = {n_outputs}, got min {int(yt.min())}, "
+            f"max {int(yt.max())}; relabel the classes 0..{C - 1}"
+        )
+    if n_outputs == 1:
+        return 2.0 * yt.to(torch.float64) - 1.0
+    check_option(coding, "coding", ("onehot", "pm1"))
+    Y = torch.nn.functional.one_hot(yt, n_outputs).to(torch.float64)
+    return Y if coding == "onehot" else 2.0 * Y - 1.0
 
 
 # --------------------------------------------------------------------------- files

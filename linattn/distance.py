@@ -123,14 +123,14 @@ def operator_gap_over_lmin(K, K_inf) -> float:
     numerical rank) when lambda_min(K_inf) <= n eps lambda_max(K_inf).
     """
     A, B = _kernel_pair(K, K_inf, "K", "K_inf")
-    lam = torch.linalg.eigvalsh(B)
+    mu = torch.linalg.eigvalsh(B)  # eigenvalues of K_inf, ascending
     n = B.shape[0]
-    tol = n * torch.finfo(torch.float64).eps * float(lam[-1].abs())
-    if float(lam[0]) <= tol:
-        rank = int((lam > tol).sum())
+    tol = n * torch.finfo(torch.float64).eps * float(mu[-1].abs())
+    if float(mu[0]) <= tol:
+        rank = int((mu > tol).sum())
         raise RankDeficientError(rank, n, tol, what="Theta_inf (the operator error against lambda_min is unbounded)")
     op = float(torch.linalg.eigvalsh(A - B).abs().max())
-    return op / float(lam[0])
+    return op / float(mu[0])
 
 
 @dataclass

@@ -13,6 +13,8 @@ resolution). Shapes: a data matrix ``X`` is (N, d), one input a row; a kernel be
 - ``arccos0``: the order-0 arc-cosine kernel E_w[1[w.x > 0] 1[w.x' > 0]] = (pi - theta) / (2 pi).
 - ``ntk_relu``: the infinite-width NTK of f(x) = m^{-1/2} a^T relu(W x^) with only W trained,
   K(x, x') = u (pi - theta) / (2 pi), u = <x^, x^'>.
+- ``ntk_inf``: ntk_relu on a model's own features; ``data_kernel``: the kernels above as
+  functions (X, X_train) -> K of raw pixel rows, for a kernel without a network.
 
 Example
 -------
@@ -25,10 +27,11 @@ True
 from __future__ import annotations
 
 import math
+from typing import Callable, Literal
 
 import torch
 
-from ._validation import as_tensor, check_int, check_range
+from ._validation import as_tensor, check_int, check_option, check_range
 
 __all__ = [
     "gram",
@@ -43,6 +46,7 @@ __all__ = [
     "ntk_relu",
     "ntk_inf",
     "features64",
+    "data_kernel",
 ]
 
 #: how far a row norm may be from 1 before a "unit-row" input is refused
@@ -250,3 +254,48 @@ def ntk_inf(model, X, X2=None) -> torch.Tensor:
     A = features64(model, X)
     B = A if X2 is None else features64(model, X2)
     return ntk_relu(A, B)
+
+
+DataKernelKind = Literal["linear", "attention", "ntk_relu", "ntk_attn"]
+
+
+def data_kernel(kind: DataKernelKind) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A kernel function (X (N, d), X_train (n, d)) -> K (N, n), float64, of unit-normalised rows.
+
+    The second argument is always the training set, so the attention kernels take their keys from it
+    (the attention is recomputed whenever the training set changes); x^ = x / ||x|| and X^ the unit
+    rows (:func:`linattn.models.attention_keys`):
+
+    - ``"linear"``: K = X^ X_train^^T, the Gram G on the training set;
+    - ``"attention"``: K = X^ C^2 X_train^^T with C = X_train^^T X_train^, which is G^3 on the training
+      set (Theorem 4.1 of v1; :func:`attention_kernel`);
+    - ``"ntk_relu"``: the infinite-width NTK of the 2L-ReLU, :func:`ntk_relu` of x^;
+    - ``"ntk_attn"``: the infinite-width NTK of MLP-Attn, ntk_relu of the unit attention features
+      C x / ||C x|| (:func:`ntk_inf` of an MLP-Attn model with keys X_train^).
+
+    Used by :func:`linattn.malleability.kernel_malleability`.
+    """
+    from .models import attention_keys, mlp_attn  # local import: models does not import kernels
+
+    def unit(Z):
+        return attention_keys(Z, unit_keys=True)
+
+    def linear(X, X2):
+        return unit(X) @ unit(X2).T
+
+    def attention(X, X2):
+        K2 = unit(X2)
+        return attention_kernel(unit(X), K2, X_keys=K2)
+
+    def ntk_relu_(X, X2):
+        return ntk_relu(unit(X), unit(X2))
+
+    def ntk_attn(X, X2):
+        model = mlp_attn(unit(X2), 1, dtype=torch.float64)
+        return ntk_inf(model, X, X2)
+
+    table = {"linear": linear, "attention": attention, "ntk_relu": ntk_relu_, "ntk_attn": ntk_attn}
+    check_option(kind, "kind", sorted(table))
+    kernel = table[kind]
+    kernel.__name__ = kind  # the label kernel_malleability writes in its rows
+    return kernel

@@ -6,9 +6,15 @@ initialisation (the standard NTK initialisation; the paper does not state one).
 
 - 2L-ReLU:  x^ = x / ||x||_2                  (unit-normalised raw input)
 - MLP-Attn: x^ = C x / ||C x||_2, C = X^T X    (unit-normalised linearized attention)
+
+The keys X (n, d) of MLP-Attn are the training set it attends over: by default (the paper's
+preprocessing) its unit-normalised rows, :func:`attention_keys`. :func:`with_attention_keys`
+rebuilds the attention of a model from other keys (same W and head), and
+:func:`check_attention_keys` checks that a model's C was built from a given training set.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable
 
@@ -17,7 +23,15 @@ import torch
 from ._validation import as_tensor, check_int
 from .attention import LinearizedAttention
 
-__all__ = ["unit_rows", "TwoLayerNet", "relu_net", "mlp_attn"]
+__all__ = [
+    "unit_rows",
+    "TwoLayerNet",
+    "relu_net",
+    "mlp_attn",
+    "attention_keys",
+    "with_attention_keys",
+    "check_attention_keys",
+]
 
 
 def unit_rows(X: torch.Tensor) -> torch.Tensor:
@@ -100,3 +114,54 @@ def mlp_attn(X_keys, width: int, n_outputs: int = 1, *, seed: int = 0, dtype=tor
     """
     att = LinearizedAttention(X_keys)
     return TwoLayerNet(att.d, width, n_outputs, feature_map=att, kind="attn", seed=seed, dtype=dtype)
+
+
+def attention_keys(X, *, unit_keys: bool = True) -> torch.Tensor:
+    """The keys (n, d) an MLP-Attn model attends over, from a training set X (n, d) of pixels.
+
+    ``unit_keys=True`` (the paper's preprocessing): the unit-normalised rows x_i / ||x_i||_2
+    (:func:`unit_rows`; a zero row is an error); ``False``: X itself (as float64).
+    Build the model with ``mlp_attn(attention_keys(X_train), width, C)``.
+    """
+    X = as_tensor(X, "X", ndim=2, min_rows=1)
+    return unit_rows(X) if unit_keys else X
+
+
+def with_attention_keys(model: torch.nn.Module, X_keys) -> torch.nn.Module:
+    """A copy of an MLP-Attn model whose attention is rebuilt from ``X_keys`` (n', d): C = X_keys^T X_keys.
+
+    W and the head a are copied unchanged, so only the feature map x -> C x / ||C x|| moves.
+    A model without attention (``feature_map`` None, the 2L-ReLU) is returned unchanged.
+    """
+    if getattr(model, "feature_map", None) is None:
+        return model
+    if not isinstance(model.feature_map, LinearizedAttention):
+        raise TypeError(
+            "with_attention_keys needs a model whose feature_map is a LinearizedAttention, got "
+            f"{type(model.feature_map).__name__}; build the model with mlp_attn"
+        )
+    new = copy.deepcopy(model)
+    new.feature_map = LinearizedAttention(X_keys)
+    return new
+
+
+def check_attention_keys(model: torch.nn.Module, X_train, *, unit_keys: bool = True) -> None:
+    """Refuse a model whose attention C (d, d) is not U^T U, U = attention_keys(X_train, unit_keys=...).
+
+    X_train (n, d). Checks C V = U^T (U V) for a fixed random V (d, 4) (relative tolerance 1e-5),
+    without forming U^T U. A model without attention (the 2L-ReLU) passes.
+    """
+    fm = getattr(model, "feature_map", None)
+    if fm is None:
+        return
+    keys = attention_keys(X_train, unit_keys=unit_keys)
+    V = torch.randn(keys.shape[1], 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    CV = keys.T @ (keys @ V)  # C V without forming C
+    if fm.C.shape != (keys.shape[1], keys.shape[1]) or not torch.allclose(
+        fm.C.to(torch.float64) @ V, CV, rtol=1e-5, atol=1e-8 * float(CV.abs().max())
+    ):
+        raise ValueError(
+            f"the model's attention C was not built from X_train with unit_keys={unit_keys}; build it with "
+            f"mlp_attn(attention_keys(X_train, unit_keys={unit_keys}), ...), flip unit_keys, or keep C "
+            "as it is (attention='fixed' in linattn.malleability)"
+        )

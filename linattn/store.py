@@ -230,6 +230,25 @@ class Store:
             raise StoreError(f"--out {self.root} is not writable ({exc.strerror or exc}); "
                              f"choose a folder you can write to") from exc
 
+    def clean_stale(self) -> list[pathlib.Path]:
+        """Remove temporary files left by writers that no longer run (a killed run); return them."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for tmp in self.root.glob("*/.*.tmp"):
+            try:
+                pid = int(tmp.name.rsplit(".", 2)[-2])
+                os.kill(pid, 0)  # raises if no such process
+                if pid != os.getpid():
+                    continue
+            except (ValueError, ProcessLookupError):
+                pass
+            except PermissionError:  # pragma: no cover - a live process of another user
+                continue
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        return removed
+
     # -- paths --------------------------------------------------------------
     def path(self, experiment: str, key: str) -> pathlib.Path:
         if not experiment or "/" in experiment or experiment.startswith("."):

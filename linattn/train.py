@@ -179,6 +179,7 @@ def _fit(
     progress: bool,
     perturb: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
     desc: str,
+    callback: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> TrainResult:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -232,6 +233,8 @@ def _fit(
         ntks[0] = ntk_fn(model, Xn).detach().to(torch.float64).clone()
     l0, a0 = evaluate()
     losses, accs = [l0], [a0]
+    if callback is not None:
+        callback(0, model)
     steps = 0
     t0 = time.perf_counter()
     iterator = range(1, epochs + 1)
@@ -258,6 +261,8 @@ def _fit(
         accs.append(a)
         if epoch in epochs_ntk:
             ntks[epoch] = ntk_fn(model, Xn).detach().to(torch.float64).clone()
+        if callback is not None:
+            callback(epoch, model)
         if progress:
             iterator.set_postfix(loss=f"{l:.4g}", acc=f"{a:.3f}")
     seconds = time.perf_counter() - t0
@@ -284,6 +289,7 @@ def train(
     X_ntk=None,
     ntk_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
+    callback: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on (X, targets) and return its history.
 
@@ -292,7 +298,8 @@ def train(
     ``batch_size`` (``None``: full batch) in an order drawn from ``torch.Generator(seed)``.
     ``record_ntk_at``: epochs (0 = initialisation) at which to store the empirical NTK on
     ``X_ntk`` (m, d), computed by ``ntk_fn(model, X_ntk)`` (default
-    :func:`linattn.ntk.empirical_ntk`). ``progress``: a tqdm bar over epochs.
+    :func:`linattn.ntk.empirical_ntk`). ``progress``: a tqdm bar over epochs. ``callback(epoch,
+    model)`` runs at initialisation (epoch 0) and after every epoch (e.g. to take snapshots).
 
     The protocol: ``protocol`` (a :class:`TrainProtocol`; default v1's) with any of
     ``loss``, ``optimizer``, ``epochs``, ``lr``, ``batch_size``, ``weight_decay`` given
@@ -303,7 +310,7 @@ def train(
     return _fit(model, X, targets, loss=p.loss, optimizer=p.optimizer, epochs=p.epochs, lr=p.lr,
                 batch_size=p.batch_size, weight_decay=p.weight_decay, seed=seed,
                 record_ntk_at=record_ntk_at, X_ntk=X_ntk, ntk_fn=ntk_fn, progress=progress,
-                perturb=None, desc="train")
+                perturb=None, desc="train", callback=callback)
 
 
 def adversarial_train(

@@ -1,4 +1,5 @@
 """The claims registry: well-formed, verdicts follow from checks, every claim is measured."""
+import ast
 import json
 import pathlib
 import re
@@ -11,10 +12,44 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 REG = claims.load_registry()
 
 
-def _record_ids(nb_path: pathlib.Path) -> set[str]:
+def _id_patterns(nb_path: pathlib.Path) -> tuple[set[str], set[str]]:
+    """Claim ids a chapter records: (literal ids, regex patterns of f-string ids), read from the
+    first argument of every claims.record(...) and claims.record_many({...}) call."""
     nb = json.loads(nb_path.read_text())
-    src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    return set(re.findall(r"claims\.record\(\s*[\"']([A-Za-z0-9_]+)[\"']", src))
+    literals, patterns = set(), set()
+    for c in nb["cells"]:
+        if c["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse("".join(c["source"]))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("record", "record_many") and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "claims" and node.args):
+                continue
+            arg = node.args[0]
+            if node.func.attr == "record":
+                keys = [arg]
+            elif isinstance(arg, ast.DictComp):
+                keys = [arg.key]
+            elif isinstance(arg, ast.Dict):  # literal keys, and the keys of **{... for ...} entries
+                keys = [k if k is not None else getattr(v, "key", None) for k, v in zip(arg.keys, arg.values)]
+            else:
+                keys = []
+            for k in keys:
+                if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                    literals.add(k.value)
+                elif isinstance(k, ast.JoinedStr):
+                    patterns.add("".join(re.escape(v.value) if isinstance(v, ast.Constant) else "[A-Za-z0-9_]+"
+                                         for v in k.values))
+    return literals, patterns
+
+
+def _records(nb_path: pathlib.Path, cid: str) -> bool:
+    literals, patterns = _id_patterns(nb_path)
+    return cid in literals or any(re.fullmatch(p, cid) for p in patterns)
 
 
 def test_registry_is_not_empty_and_ids_are_identifiers():
@@ -35,16 +70,21 @@ def test_every_claim_is_recorded_by_its_chapter(cid):
     c = REG[cid]
     path = ROOT / c.chapter
     assert path.exists(), f"{cid}: chapter {c.chapter} does not exist"
-    assert cid in _record_ids(path), f"{cid}: {c.chapter} never calls claims.record({cid!r}, ...)"
+    assert _records(path, cid), f"{cid}: {c.chapter} never records it (claims.record_many({{{cid!r}: ...}}))"
 
 
 def test_every_recorded_id_is_registered():
     for nb in (ROOT / "book").rglob("*.ipynb"):
         if ".ipynb_checkpoints" in nb.parts:
             continue
-        for cid in _record_ids(nb):
+        literals, patterns = _id_patterns(nb)
+        for cid in literals:
             assert cid in REG, f"{nb}: records {cid!r}, which claims.yml does not define"
             assert REG[cid].chapter == str(nb.relative_to(ROOT)), f"{cid} is registered to another chapter"
+        for p in patterns:
+            mine = [cid for cid, c in REG.items() if re.fullmatch(p, cid)]
+            assert mine, f"{nb}: records ids like {p!r}, none of which claims.yml defines"
+            assert all(REG[cid].chapter == str(nb.relative_to(ROOT)) for cid in mine), p
 
 
 def _claim(**kw):

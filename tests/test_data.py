@@ -217,3 +217,33 @@ def test_download_needs_network_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
     with pytest.raises(data.DataMissingError, match="could not download"):
         data.download("mnist", tmp_path)
+
+
+F64 = torch.float64
+
+
+def test_regression_targets():
+    from linattn.data import regression_targets
+
+    y = torch.tensor([0, 2, 1])
+    torch.testing.assert_close(regression_targets(y, 3), torch.eye(3, dtype=F64)[y])
+    torch.testing.assert_close(regression_targets(y, 3, coding="pm1"), 2 * torch.eye(3, dtype=F64)[y] - 1)
+    torch.testing.assert_close(regression_targets(torch.tensor([0, 1, 1]), 1), torch.tensor([-1.0, 1, 1], dtype=F64))
+    with pytest.raises(ValueError, match="class indices"):
+        regression_targets(torch.tensor([0, 3]), 3)
+
+
+def test_regression_targets_agree_with_task_data_and_check_their_input():
+    from linattn.data import TaskData, regression_targets
+
+    y = torch.tensor([1, 0, 0, 1])
+    td = TaskData(torch.zeros(4, 2), y, torch.zeros(4, 2), y, "toy", (0, 1), "test")
+    torch.testing.assert_close(regression_targets(y, 1), td.targets_pm1())
+    torch.testing.assert_close(regression_targets(y, 2), td.targets_onehot())
+    torch.testing.assert_close(regression_targets(torch.tensor([1.0, 0.0]), 1), torch.tensor([1.0, -1.0], dtype=F64))
+    with pytest.raises(ValueError, match="coding must be 'onehot' or 'pm1', got 'binary'"):
+        regression_targets(y, 2, coding="binary")
+    with pytest.raises(ValueError, match="integers"):
+        regression_targets(torch.tensor([0.5, 1.0]), 2)
+    with pytest.raises(ValueError, match="1 dimensions"):
+        regression_targets(torch.zeros(2, 2, dtype=torch.long), 2)

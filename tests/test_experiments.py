@@ -7,21 +7,15 @@ import numpy as np
 import pytest
 import torch
 
+from linattn import experiments, runner
 from linattn.distance import DISTANCES
-from linattn.experiments import (
-    WidthSweepConfig,
-    format_table,
-    main,
-    pivot,
-    kernel_facts,
-    prepare_task,
-    rows_from_json,
-    run_width_sweep,
-    summarize,
-    width_trend,
-)
+from linattn.experiments import WidthSweepConfig, kernel_facts, prepare_task
+from linattn.experiments.part2 import run_sweep_cell
 from linattn.kernels import features64, ntk_inf
 from linattn.models import mlp_attn, relu_net
+from linattn.stats import trend_by
+from linattn.store import canonical
+from linattn.tables import pivot, summarize, to_text
 
 TINY = dict(tasks=("mnist",), widths=(16, 64, 256, 1024), seeds=(0, 1, 2), n_train=64, n_test=40, n_ntk=32,
             epochs=10, ntk_every=5)
@@ -30,20 +24,38 @@ TINY = dict(tasks=("mnist",), widths=(16, 64, 256, 1024), seeds=(0, 1, 2), n_tra
 @pytest.fixture(scope="module")
 def tiny():
     config = WidthSweepConfig.quick(**TINY)
-    keep = {}
-    rows = run_width_sweep(config, progress=False, keep=keep)
-    return config, rows, keep
+    rs = runner.collect(experiments.get("width_sweep"), config, live=True)
+    curves = {}
+    for c in rs.table("curves"):
+        curve = curves.setdefault((c["task"], c["model"], c["width"], c["seed"]), {"epoch": [], "drift": []})
+        curve["epoch"].append(c["epoch"])
+        curve["drift"].append(c["drift"])
+    return config, rs.table("rows"), curves
 
 
 def test_presets_differ_only_in_config():
     q, p = WidthSweepConfig.quick(), WidthSweepConfig.paper()
-    assert p.widths == tuple(2**k for k in range(4, 13)) and p.epochs == 500 and p.lr == 1e-3
-    assert (p.batch_size, p.weight_decay, p.optimizer) == (128, 1e-3, "adam")
-    assert max(q.widths) <= 1024 and q.epochs < p.epochs and q.n_train < p.n_train
+    assert p.widths == tuple(2**k for k in range(4, 13)) and p.epochs == 500 and p.protocol.lr == 1e-3
+    assert (p.protocol.batch_size, p.protocol.weight_decay, p.protocol.optimizer) == (128, 1e-3, "adam")
+    assert max(q.widths) <= 4096 and q.epochs < p.epochs and q.n_train < p.n_train
     assert q.loss_for("mnist") == "ce" and q.loss_for("mnist_3v8") == "mse"
     assert WidthSweepConfig.quick(seeds=(7,)).seeds == (7,)
-    assert WidthSweepConfig.quick(device="cpu").torch_device() == torch.device("cpu")
-    assert WidthSweepConfig.quick().torch_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert WidthSweepConfig.quick(lr=0.5).protocol.lr == 0.5  # protocol fields by their own names
+    assert q.with_settings({"widths": "8,16", "lr": "0.1"}).widths == (8, 16)
+
+
+def test_every_experiment_has_cells_with_storable_params():
+    for name in experiments.names():
+        exp = experiments.get(name)
+        for scale in ("quick", "paper"):
+            cells = exp.cells(exp.configure(scale))
+            assert cells, (name, scale)
+            keys = {runner.cell_key(name, exp.version, c) for c in cells}
+            assert len(keys) == len(cells)
+            for c in cells:
+                canonical(c)  # JSON-able
+                assert all(len(n) == 2 and n[1] in ("train", "test") for n in exp.data(c))
+                assert exp.work(c) > 0
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -54,7 +66,8 @@ def test_presets_differ_only_in_config():
     (dict(f0="random"), "f0"),
     (dict(distances=("sideways",)), "unknown distances"),
     (dict(widths=()), "at least one"),
-    (dict(device="tpu"), "device"),
+    (dict(tasks="mnist"), "tuple of task names"),
+    (dict(lr=-1.0), "lr"),
 ])
 def test_bad_configs_are_refused(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -82,7 +95,7 @@ def test_rows_are_tidy_and_complete(tiny):
     assert len(keys) == len(rows)
     assert all(math.isfinite(r["value"]) and r["value"] >= 0 for r in rows)
     assert len(keep) == len(config.widths) * len(config.seeds) * 2
-    curve = keep[("mnist", "attn", 64, 0)]["curve"]
+    curve = keep[("mnist", "attn", 64, 0)]
     assert curve["epoch"] == [0, 5, 10] and curve["drift"][0] == 0.0
     drift = [r["value"] for r in rows if (r["model"], r["width"], r["seed"], r["distance"]) == ("attn", 64, 0, "kernel_drift_rel")]
     assert drift == [pytest.approx(curve["drift"][-1], rel=1e-12)]
@@ -90,25 +103,28 @@ def test_rows_are_tidy_and_complete(tiny):
 
 def test_same_config_same_numbers(tiny):
     config, rows, _ = tiny
-    again = run_width_sweep(WidthSweepConfig.quick(**{**TINY, "widths": (64,), "seeds": (1,)}), progress=False)
+    cell = next(c for c in experiments.get("width_sweep").cells(config)
+                if (c["model"], c["width"], c["seed"]) == ("attn", 64, 1))
+    again = run_sweep_cell(cell)["rows"] + run_sweep_cell(dict(cell, model="relu"))["rows"]
     first = {(r["model"], r["distance"]): r["value"] for r in rows if (r["width"], r["seed"]) == (64, 1)}
     assert {(r["model"], r["distance"]): r["value"] for r in again} == first
 
 
 def test_summary_matches_numpy(tiny):
     _, rows, _ = tiny
-    summ = summarize(rows)
+    summ = summarize(rows, by=("task", "model", "width", "distance"))
     s = next(x for x in summ if (x["model"], x["width"], x["distance"]) == ("relu", 256, "kernel_init_rel"))
     v = np.array([r["value"] for r in rows if (r["model"], r["width"], r["distance"]) == ("relu", 256, "kernel_init_rel")])
     assert s["n"] == 3 and s["n_nan"] == 0
     assert (s["mean"], s["std"], s["min"], s["max"]) == pytest.approx((v.mean(), v.std(), v.min(), v.max()), rel=1e-12)
-    table = pivot(summ, "kernel_init_rel")
+    table = pivot([x for x in summ if x["distance"] == "kernel_init_rel"], ("task", "model"), "width",
+                  extra=("std",))
     assert [(r["task"], r["model"]) for r in table] == [("mnist", "relu"), ("mnist", "attn")]
     assert table[0][256] == pytest.approx(v.mean()) and table[0]["256_std"] == pytest.approx(v.std())
-    text = format_table(table, ["model", 16, 1024])
+    text = to_text(table, ["model", 16, 1024])
     assert "relu" in text and "attn" in text and len(text.splitlines()) == 4
     nan_rows = [dict(rows[0], value=float("nan")), dict(rows[0], value=2.0)]
-    s2 = summarize(nan_rows)[0]
+    s2 = summarize(nan_rows, by=("task",))[0]
     assert (s2["n"], s2["n_nan"], s2["mean"]) == (1, 1, 2.0)
 
 
@@ -120,7 +136,7 @@ def test_width_trends_measured_at_tiny_scale(tiny, record_property):
     with width for both models. The function-space readings are recorded, not asserted: at this
     scale their trend is not significant (we do not assert the paper's trends for them)."""
     _, rows, _ = tiny
-    trend = {(t["model"], t["distance"]): t for t in width_trend(rows)}
+    trend = {(t["model"], t["distance"]): t for t in trend_by(rows, ("task", "model", "distance"))}
     assert trend[("relu", "kernel_init_rel")]["rho"] < -0.9 and trend[("relu", "kernel_init_rel")]["p"] < 1e-3
     for (model, dist), t in trend.items():
         record_property(f"rho_{model}_{dist}", round(t["rho"], 3))
@@ -133,23 +149,10 @@ def test_attention_kernel_solve_is_far_from_the_limit_at_every_width(tiny):
     """Measured: ||Theta_m(0) - Theta_inf||_2 / lambda_min(Theta_inf) is at least 10x larger for
     MLP-Attn than for 2L-ReLU at each width (lambda_min of the attention NTK is tiny)."""
     _, rows, _ = tiny
-    mean = {(s["model"], s["width"]): s["mean"] for s in summarize(rows) if s["distance"] == "kernel_init_op_lmin"}
+    mean = {(s["model"], s["width"]): s["mean"] for s in summarize(rows, by=("model", "width", "distance"))
+            if s["distance"] == "kernel_init_op_lmin"}
     for w in TINY["widths"]:
         assert mean[("attn", w)] > 10 * mean[("relu", w)]
-
-
-def test_command_line_stores_a_result(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LINATTN_RESULTS", str(tmp_path))
-    assert main(["width-sweep", "--scale", "quick", "--tasks", "mnist", "--widths", "16", "--seeds", "0",
-                 "--no-progress", "--out", "results/sweep_test.json"]) == 0
-    doc = json.loads((tmp_path / "sweep_test.json").read_text())
-    assert doc["config"]["widths"] == [16] and doc["config"]["name"] == "quick"
-    rows = rows_from_json(doc["payload"]["rows"])
-    assert len(rows) == 2 * len(DISTANCES) and all(isinstance(r["value"], float) for r in rows)
-    assert {c["model"] for c in doc["payload"]["curves"]} == {"relu", "attn"}
-    assert "rows" in capsys.readouterr().out
-    facts = doc["payload"]["facts"]["mnist"]
-    assert set(facts["models"]) == {"relu", "attn"} and facts["kappa_d"] > 1
 
 
 def test_kernel_facts_against_direct_computations():

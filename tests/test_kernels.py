@@ -11,6 +11,7 @@ from linattn.kernels import (
     arccos0_monte_carlo,
     attention_feature_gram,
     attention_kernel,
+    data_kernel,
     features64,
     gram,
     gram_cubed,
@@ -20,7 +21,7 @@ from linattn.kernels import (
     sensitivity_bound,
     unit_angle,
 )
-from linattn.models import mlp_attn, relu_net, unit_rows
+from linattn.models import attention_keys, mlp_attn, relu_net, unit_rows
 
 
 def data(n=7, d=5, seed=0):
@@ -208,3 +209,44 @@ def test_gram_power_refuses_bad_p():
         gram_power(data(), 0)
     with pytest.raises(TypeError):
         gram_power(data(), 1.5)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Pixel rows in [0.02, 0.98] around three centres: 40 training and 10 test points, d = 12."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.rand(3, 12, generator=g, dtype=torch.float64)
+    y = torch.arange(50) % 3
+    X = (centres[y] + 0.15 * torch.randn(50, 12, generator=g, dtype=torch.float64)).clamp(0.02, 0.98)
+    return X[:40], y[:40], X[40:], y[40:]
+
+
+def test_data_kernels_match_their_formulas(toy):
+    from linattn import kernels
+
+    X, _, Xt, _ = toy
+    U, Ut = attention_keys(X), attention_keys(Xt)
+    G = U @ U.T
+    torch.testing.assert_close(data_kernel("linear")(X, X), G, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(data_kernel("attention")(X, X), G @ G @ G, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(data_kernel("attention")(Xt, X), Ut @ (U.T @ U) @ (U.T @ U) @ U.T,
+                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(data_kernel("ntk_relu")(Xt, X), kernels.ntk_relu(Ut, U), rtol=1e-12, atol=1e-12)
+    F, Ft = U @ (U.T @ U), Ut @ (U.T @ U)  # attention features C x, C from the unit training rows
+    F, Ft = F / F.norm(dim=1, keepdim=True), Ft / Ft.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(data_kernel("ntk_attn")(Xt, X), kernels.ntk_relu(Ft, F), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="kind"):
+        data_kernel("rbf")
+
+
+def test_data_kernel_labels_and_symmetry(toy):
+    X, _, Xt, _ = toy
+    for kind in ("linear", "attention", "ntk_relu", "ntk_attn"):
+        k = data_kernel(kind)
+        assert k.__name__ == kind  # the label kernel_malleability writes in its rows
+        K = k(X, X)
+        assert K.shape == (40, 40) and K.dtype == torch.float64
+        torch.testing.assert_close(K, K.T, rtol=1e-10, atol=1e-12)
+        assert k(Xt, X).shape == (10, 40)
+    with pytest.raises(ValueError, match="kind must be 'attention', 'linear', 'ntk_attn' or 'ntk_relu', got 'rbf'"):
+        data_kernel("rbf")

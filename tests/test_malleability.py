@@ -4,24 +4,21 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from linattn.data import regression_targets
 from linattn.influence import influence_loo, influence_scores
+from linattn.kernels import data_kernel
 from linattn.malleability import (
-    TableConfig,
-    attention_keys,
+    Intervened,
+    attack_perturbation,
+    intervene,
     kernel_malleability,
     malleability,
+    measure,
     model_influence,
-    paper_model,
-    regression_targets,
     select_top,
-    summarize,
     sweep,
-    table_rows,
-    train_models,
-    with_attention_keys,
 )
-from linattn.malleability import data_kernel as mall_data_kernel
-from linattn.models import mlp_attn, relu_net
+from linattn.models import attention_keys, mlp_attn, relu_net, with_attention_keys
 
 F64 = torch.float64
 N, T, D, C, M = 40, 10, 12, 3, 64
@@ -66,25 +63,16 @@ def test_select_top_by_absolute_score_ties_by_index():
             select_top(s, tau)
 
 
-def test_regression_targets():
-    y = torch.tensor([0, 2, 1])
-    torch.testing.assert_close(regression_targets(y, 3), torch.eye(3, dtype=F64)[y])
-    torch.testing.assert_close(regression_targets(y, 3, coding="pm1"), 2 * torch.eye(3, dtype=F64)[y] - 1)
-    torch.testing.assert_close(regression_targets(torch.tensor([0, 1, 1]), 1), torch.tensor([-1.0, 1, 1], dtype=F64))
-    with pytest.raises(ValueError, match="class indices"):
-        regression_targets(torch.tensor([0, 3]), 3)
-
-
 def test_model_influence_matches_reference_and_default_kernel(toy):
     X, y, Xt, yt = toy
     for model in _models(X).values():
-        st = model_influence(model, X, y, Xt, yt, lam=0.01, kernel_fn=ref_ntk)
+        st = model_influence(model, X, y, Xt, yt, ridge=0.01, kernel_fn=ref_ntk)
         K, Kt = ref_ntk(model, X, X), ref_ntk(model, Xt, X)
-        I = influence_loo(K, regression_targets(y, C), Kt, lam=0.01, y_test=yt)
+        I = influence_loo(K, regression_targets(y, C), Kt, ridge=0.01, y_test=yt)
         torch.testing.assert_close(st.I, I, rtol=1e-10, atol=1e-13)
         torch.testing.assert_close(st.scores, I.mean(1), rtol=1e-10, atol=1e-13)
         # the default kernel is linattn.ntk.empirical_ntk: the same numbers
-        default = model_influence(model, X, y, Xt, yt, lam=0.01)
+        default = model_influence(model, X, y, Xt, yt, ridge=0.01)
         torch.testing.assert_close(default.scores, st.scores, rtol=1e-8, atol=1e-11)
 
 
@@ -132,7 +120,7 @@ def test_reported_metrics_follow_their_definitions(toy):
         # recomputing by hand from the intervened set, with the attention rebuilt from it
         m2 = with_attention_keys(model, attention_keys(r.X_after))
         s2 = influence_scores(influence_loo(ref_ntk(m2, r.X_after, r.X_after), regression_targets(y, C),
-                                            ref_ntk(m2, Xt, r.X_after), lam=1e-3, y_test=yt))
+                                            ref_ntk(m2, Xt, r.X_after), ridge=1e-3, y_test=yt))
         torch.testing.assert_close(r.scores_after, s2, rtol=1e-8, atol=1e-12)
 
 
@@ -144,7 +132,7 @@ def test_curated_equals_influence_on_the_remaining_points(toy):
     keep[r.selected] = False
     K = ref_ntk(model, X, X)
     I = influence_loo(K[keep][:, keep], regression_targets(y[keep], C), ref_ntk(model, Xt, X)[:, keep],
-                      lam=1e-3, y_test=yt)
+                      ridge=1e-3, y_test=yt)
     torch.testing.assert_close(r.scores_after, I.mean(1), rtol=1e-9, atol=1e-13)
     assert r.tracked.tolist() == torch.nonzero(keep)[:, 0].tolist()
     flips = float((torch.sign(r.scores_before[keep]) != torch.sign(I.mean(1))).double().mean())
@@ -193,7 +181,7 @@ def test_binary_task_with_one_output(toy):
     model = relu_net(D, M, 1, seed=2, dtype=F64)
     r = malleability(model, X, yb, Xt, ytb, attack="fgsm", eps=0.2, tau=0.2, kernel_fn=ref_ntk)
     K, Kt = ref_ntk(model, X, X), ref_ntk(model, Xt, X)
-    I = influence_loo(K, 2.0 * yb.to(F64) - 1, Kt, lam=1e-3, y_test=2.0 * ytb.to(F64) - 1)
+    I = influence_loo(K, 2.0 * yb.to(F64) - 1, Kt, ridge=1e-3, y_test=2.0 * ytb.to(F64) - 1)
     torch.testing.assert_close(r.scores_before, I.mean(1), rtol=1e-10, atol=1e-13)
     assert 0.0 <= r.flip_rate <= 1.0
 
@@ -251,36 +239,18 @@ def test_errors(toy):
         model_influence(model, X, y, Xt, yt, kernel_fn=lambda m, A, B: torch.zeros(3, 3))
 
 
-def test_data_kernels_match_their_formulas(toy):
-    from linattn import kernels
-
-    X, _, Xt, _ = toy
-    U, Ut = attention_keys(X), attention_keys(Xt)
-    G = U @ U.T
-    torch.testing.assert_close(mall_data_kernel("linear")(X, X), G, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(mall_data_kernel("attention")(X, X), G @ G @ G, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(mall_data_kernel("attention")(Xt, X), Ut @ (U.T @ U) @ (U.T @ U) @ U.T,
-                               rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(mall_data_kernel("ntk_relu")(Xt, X), kernels.ntk_relu(Ut, U), rtol=1e-12, atol=1e-12)
-    F, Ft = U @ (U.T @ U), Ut @ (U.T @ U)  # attention features C x, C from the unit training rows
-    F, Ft = F / F.norm(dim=1, keepdim=True), Ft / Ft.norm(dim=1, keepdim=True)
-    torch.testing.assert_close(mall_data_kernel("ntk_attn")(Xt, X), kernels.ntk_relu(Ft, F), rtol=1e-10, atol=1e-12)
-    with pytest.raises(ValueError, match="kind"):
-        mall_data_kernel("rbf")
-
-
 def test_kernel_malleability(toy):
     X, y, Xt, yt = toy
     g = torch.Generator().manual_seed(3)
     w = torch.randn(D, generator=g, dtype=F64)
     f_tr, f_te = attention_keys(X) @ w, attention_keys(Xt) @ w
-    k = mall_data_kernel("linear")
-    r0 = kernel_malleability(k, X, f_tr, Xt, f_te, eps=0.0, tau=0.25, lam=0.1)
+    k = data_kernel("linear")
+    r0 = kernel_malleability(k, X, f_tr, Xt, f_te, eps=0.0, tau=0.25, ridge=0.1)
     assert r0.flip_rate == 0.0 and r0.overlap == 1.0 and r0.spearman == pytest.approx(1.0)
-    r = kernel_malleability(k, X, f_tr, Xt, f_te, eps=0.2, tau=0.25, lam=0.1, seed=1)
-    I = influence_loo(k(X, X), f_tr, k(Xt, X), lam=0.1, y_test=f_te, target="loss")
+    r = kernel_malleability(k, X, f_tr, Xt, f_te, eps=0.2, tau=0.25, ridge=0.1, seed=1)
+    I = influence_loo(k(X, X), f_tr, k(Xt, X), ridge=0.1, y_test=f_te, target="loss")
     torch.testing.assert_close(r.scores_before, I.mean(1), rtol=1e-10, atol=1e-14)
-    I2 = influence_loo(k(r.X_after, r.X_after), f_tr, k(Xt, r.X_after), lam=0.1, y_test=f_te, target="loss")
+    I2 = influence_loo(k(r.X_after, r.X_after), f_tr, k(Xt, r.X_after), ridge=0.1, y_test=f_te, target="loss")
     torch.testing.assert_close(r.scores_after, I2.mean(1), rtol=1e-10, atol=1e-14)
     moved = torch.nonzero((r.X_after - X).abs().amax(1) > 0)[:, 0]
     assert set(moved.tolist()) <= set(r.selected.tolist())
@@ -290,42 +260,6 @@ def test_kernel_malleability(toy):
     with pytest.raises(ValueError, match="target"):
         kernel_malleability(k, X, f_tr, Xt, f_te, target="true_class")
 
-
-def test_summarize():
-    rows = [{"a": 1, "v": 0.1, "flip_rate": 0.0}, {"a": 1, "v": 0.3, "flip_rate": 0.5}, {"a": 2, "v": 0.2, "flip_rate": 1.0}]
-    out = {r["a"]: r for r in summarize(rows, by=("a",))}
-    assert out[1]["mean"] == 0.25 and out[1]["min"] == 0.0 and out[1]["max"] == 0.5 and out[1]["count"] == 2
-    assert summarize(rows, by=("a",), value="v")[0]["mean"] == pytest.approx(0.2)
-
-
-def test_paper_model_and_table_rows(toy):
-    from types import SimpleNamespace
-
-    X, y, Xt, yt = toy
-    cfg = TableConfig.quick(width=16, seeds=(0, 1), epochs=2, tau=0.25, attacks=("fgsm", "noise"),
-                            fixed_attacks=("noise",), at_epochs=1, at_steps=1)
-    td = SimpleNamespace(X_train=X, y_train=y, X_test=Xt, y_test=yt, n_classes=C, name="toy")
-    attn0 = paper_model("attn", X, y, C, width=16, seed=0, epochs=0, config=cfg)
-    torch.testing.assert_close(attn0.feature_map.C, attention_keys(X).T @ attention_keys(X))  # unit keys
-    binary = paper_model("relu", X, y % 2, 2, width=16, seed=0, epochs=1, config=cfg)
-    assert binary.n_outputs == 1
-    trained = paper_model("relu", X, y, C, width=16, seed=0, epochs=2, config=cfg)
-    assert not torch.equal(trained.W, relu_net(D, 16, C, seed=0).W)  # the weights moved
-    adv = paper_model("attn", X, y, C, width=16, seed=0, training="adversarial", config=cfg)
-    assert not torch.equal(adv.W, attn0.W)
-    models = train_models(td, cfg, kinds=("relu", "attn"))
-    assert sorted(models) == [("attn", 0), ("attn", 1), ("relu", 0), ("relu", 1)]
-    rows = table_rows(td, models, cfg, kernel_fn=ref_ntk)
-    # relu: 2 attacks; attn: 2 attacks + noise with C fixed; times 2 seeds
-    assert len(rows) == 2 * 2 + 3 * 2
-    assert all(r["task"] == "toy" and 0.0 <= r["train_acc"] <= 1.0 for r in rows)
-    # the C-fixed row uses the same perturbed points as the recomputed one: rerun it directly
-    fixed = [r for r in rows if r["attention"] == "fixed" and r["seed"] == 1][0]
-    direct = malleability(models[("attn", 1)], X, y, Xt, yt, attack="noise", eps=cfg.eps, tau=cfg.tau,
-                          attention="fixed", lam=cfg.lam, kernel_fn=ref_ntk, seed=1)
-    assert fixed["flip_rate"] == direct.flip_rate and fixed["spearman"] == direct.spearman
-    with pytest.raises(ValueError, match="kind"):
-        paper_model("cnn", X, y, C, width=4, seed=0)
 
 
 def test_x_after_reuse_is_checked(toy):
@@ -341,3 +275,75 @@ def test_x_after_reuse_is_checked(toy):
     bad[torch.nonzero(keep)[0, 0]] += 0.01
     with pytest.raises(ValueError, match="does not touch"):
         malleability(model, X, y, Xt, yt, X_after=bad, **kw)
+
+
+def test_protocol_steps_compose_to_malleability(toy):
+    """model_influence -> select_top -> intervene -> model_influence -> measure is malleability()."""
+    X, y, Xt, yt = toy
+    model = _models(X)["attn"]
+    kw = dict(ridge=1e-3, kernel_fn=ref_ntk)
+    before = model_influence(model, X, y, Xt, yt, **kw)
+    selected = select_top(before.scores, 0.25)
+    perturb = attack_perturbation(model, "fgsm", eps=0.1)
+    iv = intervene(X, y, selected, perturb, intervention="transformed", eps=0.1)
+    assert isinstance(iv, Intervened) and iv.kept.tolist() == list(range(N))
+    assert iv.tracked.tolist() == selected.tolist() and torch.equal(iv.y, y)
+    m2 = with_attention_keys(model, attention_keys(iv.X))
+    after = model_influence(m2, iv.X, iv.y, Xt, yt, **kw)
+    r = measure(before.scores, after.scores, iv, tau=0.25)
+    direct = malleability(model, X, y, Xt, yt, attack="fgsm", eps=0.1, tau=0.25, **kw)
+    assert (r.flip_rate, r.spearman, r.overlap, r.n_selected) == (direct.flip_rate, direct.spearman,
+                                                                  direct.overlap, direct.n_selected)
+    torch.testing.assert_close(r.X_after, direct.X_after, rtol=0, atol=0)
+    torch.testing.assert_close(r.scores_after, direct.scores_after, rtol=0, atol=0)
+
+
+def test_intervene_each_intervention():
+    X = torch.linspace(0.1, 0.9, 12, dtype=F64).reshape(6, 2)
+    y = torch.arange(6) % 2
+    sel = torch.tensor([4, 1])
+    plus = lambda Xr, yr: Xr + 0.05  # noqa: E731 - a perturbation that moves every row it gets
+    t = intervene(X, y, sel, plus, intervention="transformed", eps=0.05)
+    torch.testing.assert_close(t.X[sel], X[sel] + 0.05)
+    assert torch.equal(t.X[[0, 2, 3, 5]], X[[0, 2, 3, 5]]) and t.tracked.tolist() == [4, 1]
+    a = intervene(X, y, sel, plus, intervention="adversarial", eps=0.05)
+    torch.testing.assert_close(a.X, X + 0.05)
+    assert a.tracked.tolist() == [4, 1]
+    c = intervene(X, y, sel, None, intervention="curated")
+    assert c.kept.tolist() == [0, 2, 3, 5] and c.tracked.tolist() == [0, 2, 3, 5]
+    assert torch.equal(c.X, X[[0, 2, 3, 5]]) and torch.equal(c.y, y[[0, 2, 3, 5]])
+    # the flip rate of a curated set compares the remaining points in their original order
+    s0 = torch.tensor([1.0, -9.0, 2.0, -3.0, 8.0, 4.0], dtype=F64)
+    r = measure(s0, torch.tensor([1.0, -2.0, -3.0, 0.5], dtype=F64), c, tau=0.5)
+    assert r.flip_rate == 0.25 and r.n_selected == 2 and r.overlap == 0.5
+    with pytest.raises(ValueError, match="perturb"):
+        intervene(X, y, sel, None, intervention="transformed")
+    with pytest.raises(ValueError, match="y_train has 5 labels for the 6 rows of X_train"):
+        intervene(X, y[:5], sel, plus)
+    with pytest.raises(ValueError, match="intervention must be 'transformed', 'adversarial' or 'curated'"):
+        intervene(X, y, sel, plus, intervention="poisoned")
+    with pytest.raises(ValueError, match="scores_after"):
+        measure(s0, s0[:3], c, tau=0.5)
+
+
+def test_lam_is_gone_and_moved_helpers_live_elsewhere(toy):
+    import inspect
+
+    from linattn import influence, malleability as mall, predictors
+
+    X, y, Xt, yt = toy
+    with pytest.raises(TypeError, match="lam"):
+        malleability(_models(X)["relu"], X, y, Xt, yt, lam=1e-3, kernel_fn=ref_ntk)
+    from linattn.experiments.part3 import TableConfig
+
+    assert "lam" not in TableConfig.__dataclass_fields__ and TableConfig().ridge == 1e-3
+    for fn in (mall.malleability, mall.model_influence, mall.kernel_malleability, influence.influence_loo,
+               influence.loo_predictions, influence.ridge_bias, predictors.kernel_regression,
+               predictors.KernelRidge):
+        params = inspect.signature(fn).parameters
+        assert "lam" not in params and "ridge" in params, fn
+    for name in ("regression_targets", "attention_keys", "with_attention_keys", "data_kernel", "KernelRidge"):
+        assert not hasattr(mall, name), name
+    assert not hasattr(influence, "KernelRidge") or influence.KernelRidge is predictors.KernelRidge
+    row = malleability(_models(X)["relu"], X, y, Xt, yt, attack="fgsm", tau=0.25, kernel_fn=ref_ntk).row()
+    assert row["ridge"] == 1e-3 and "lam" not in row

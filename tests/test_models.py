@@ -4,7 +4,15 @@ import math
 import pytest
 import torch
 
-from linattn.models import TwoLayerNet, mlp_attn, relu_net, unit_rows
+from linattn.models import (
+    TwoLayerNet,
+    attention_keys,
+    check_attention_keys,
+    mlp_attn,
+    relu_net,
+    unit_rows,
+    with_attention_keys,
+)
 
 
 def data(n=5, d=4, seed=0):
@@ -76,3 +84,40 @@ def test_errors():
         net(torch.ones(4))
     with pytest.raises(ValueError, match="attention expects d = 4"):
         mlp_attn(X, 8).feature_map(torch.ones(2, 3))
+
+
+def test_attention_keys_are_unit_rows_or_raw():
+    X = data(6, 4)
+    torch.testing.assert_close(attention_keys(X), X / X.norm(dim=1, keepdim=True))
+    assert torch.equal(attention_keys(X, unit_keys=False), X)
+    assert attention_keys(X.float()).dtype == torch.float64
+    with pytest.raises(ValueError, match="zero norm"):
+        attention_keys(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="2 dimensions"):
+        attention_keys(torch.ones(4))
+
+
+def test_with_attention_keys_copies_w_and_head_and_rebuilds_c():
+    X, Xp = data(6, 4, seed=0), data(9, 4, seed=1)
+    model = mlp_attn(attention_keys(X), 8, 3, seed=2, dtype=torch.float64)
+    m2 = with_attention_keys(model, Xp)
+    assert m2 is not model and torch.equal(m2.W, model.W) and torch.equal(m2.a, model.a)
+    torch.testing.assert_close(m2.feature_map.C, Xp.T @ Xp)
+    U = attention_keys(X)
+    torch.testing.assert_close(model.feature_map.C, U.T @ U)  # the original is untouched
+    relu = relu_net(4, 8, 3)
+    assert with_attention_keys(relu, Xp) is relu
+    odd = TwoLayerNet(4, 8, 3, feature_map=lambda x: 2 * x)
+    with pytest.raises(TypeError, match="LinearizedAttention"):
+        with_attention_keys(odd, Xp)
+
+
+def test_check_attention_keys():
+    X = data(6, 4)
+    check_attention_keys(mlp_attn(attention_keys(X), 8, seed=0), X)  # float32 C: within tolerance
+    check_attention_keys(mlp_attn(X, 8, dtype=torch.float64), X, unit_keys=False)
+    check_attention_keys(relu_net(4, 8), X)  # no attention: nothing to check
+    with pytest.raises(ValueError, match="unit_keys=True"):
+        check_attention_keys(mlp_attn(X, 8, dtype=torch.float64), X)
+    with pytest.raises(ValueError, match="not built from X_train"):
+        check_attention_keys(mlp_attn(attention_keys(X), 8, dtype=torch.float64), data(6, 4, seed=3))

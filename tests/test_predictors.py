@@ -6,7 +6,7 @@ import torch
 
 from linattn.kernels import ntk_relu
 from linattn.models import unit_rows
-from linattn.predictors import gd_time, kernel_regression, ntk_flow
+from linattn.predictors import KernelRidge, gd_time, kernel_regression, ntk_flow
 
 
 def kernels(n=12, N=5, d=4, seed=0):
@@ -106,3 +106,55 @@ def test_errors_say_what_is_wrong():
         ntk_flow(K, Kx, y, -1.0)
     with pytest.raises(ValueError, match="positive semi-definite"):
         ntk_flow(-K, Kx, y, 1.0)
+
+
+def test_kernel_ridge_is_the_one_solver():
+    """KernelRidge: alpha, predict, solve and the inverse diagonal against direct float64 solves."""
+    K, Kx, g = kernels()
+    y = torch.randn(12, 2, generator=g, dtype=torch.float64)
+    kr = KernelRidge(ridge=1e-2).fit(K, y)
+    A = np.linalg.inv(K.numpy() + 1e-2 * np.eye(12))
+    np.testing.assert_allclose(kr.alpha.numpy(), A @ y.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(kr.predict(Kx).numpy(), Kx.numpy() @ A @ y.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(kr.solve(Kx.T).numpy(), A @ Kx.numpy().T, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(kr.inverse_diagonal().numpy(), np.diag(A), rtol=1e-10, atol=0)
+    assert kr.n == 12 and kr.ridge == 1e-2 and KernelRidge().ridge == 1e-3
+    # kernel_regression is this solver (bit for bit)
+    assert torch.equal(kernel_regression(K, Kx, y, ridge=1e-2), kr.predict(Kx))
+
+
+def test_kernel_ridge_errors_name_the_argument():
+    K, Kx, g = kernels()
+    indefinite = torch.diag(torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"K \+ ridge I is not positive definite.*smallest eigenvalue of K = -0.5"):
+        KernelRidge(1e-3).fit(indefinite, torch.ones(3))
+    with pytest.raises(ValueError, match=r"K_train \+ ridge I is not positive definite.*raise ridge"):
+        kernel_regression(indefinite, indefinite, torch.ones(3), ridge=1e-3)
+    KernelRidge(1.0).fit(indefinite, torch.ones(3))  # a ridge above |lambda_min| makes it solvable
+    with pytest.raises(ValueError, match="Theta must be symmetric"):
+        KernelRidge().fit(K + torch.triu(torch.ones(12, 12), 1), torch.ones(12), name="Theta")
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="ridge"):
+            KernelRidge(bad)
+    with pytest.raises(TypeError, match="ridge"):
+        KernelRidge("large")
+    with pytest.raises(ValueError, match="y has 5 rows but K has n = 12"):
+        KernelRidge().fit(K, torch.ones(5))
+    kr = KernelRidge().fit(K, torch.ones(12))
+    with pytest.raises(ValueError, match="K_test_train"):
+        kr.predict(Kx[:, :5])
+    with pytest.raises(ValueError, match="B has 5 rows"):
+        kr.solve(torch.ones(5))
+    with pytest.raises(RuntimeError, match="fit"):
+        KernelRidge().solve(torch.ones(3))
+
+
+def test_influence_uses_the_solver():
+    """influence_loo and loo_predictions go through KernelRidge: an indefinite K fails with its message."""
+    from linattn.influence import influence_loo, loo_predictions
+
+    indefinite = torch.diag(torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="K \\+ ridge I is not positive definite"):
+        influence_loo(indefinite, torch.ones(3), indefinite, ridge=1e-3, target="output")
+    with pytest.raises(ValueError, match="K \\+ ridge I is not positive definite"):
+        loo_predictions(indefinite, torch.ones(3), ridge=1e-3)

@@ -1,0 +1,21 @@
+"""The experiment layer: every computation behind a table or figure of the book, by name.
+
+One module per part of the book (:mod:`.part1`, :mod:`.part2`, :mod:`.part3`); each defines
+validated configs (``quick()`` / ``paper()``), the cells of a config, and the function that runs
+one cell (see :mod:`.base`). ``linattn reproduce`` runs them into the results store
+(:mod:`linattn.runner`, :mod:`linattn.store`); chapters read them with :func:`linattn.book.results`.
+
+>>> from linattn import experiments
+>>> experiments.get("width_sweep").title
+'NTK distance against width under ten readings (Table 1 of v1)'
+"""
+from .base import REGISTRY, Config, Experiment, get, names, register
+from . import part1, part2, part3
+from .part2 import MODEL_LABELS, MODELS, WidthSweepConfig, kernel_facts, prepare_task, run_one
+
+for _exp in (part1.KAPPA_VS_N, part1.PREMISE, part1.KAPPA_FULL, part2.WIDTH_SWEEP, part2.WIDTH_FACTS,
+             part3.MALLEABILITY_TABLES, part3.ADVERSARIAL_TABLES, part3.TASK_KAPPA, part3.MALLEABILITY_CURVES):
+    register(_exp)
+
+__all__ = ["REGISTRY", "Config", "Experiment", "get", "names", "register", "part1", "part2", "part3", "MODELS", "MODEL_LABELS",
+           "WidthSweepConfig", "kernel_facts", "prepare_task", "run_one"]

@@ -1,0 +1,472 @@
+"""Part III: influence malleability, Tables 2-4 of v1.
+
+One cell = one (task, model, seed): train the network as v1 does (or adversarially, for Table 4),
+then run the malleability protocol (:func:`linattn.malleability.malleability`, the "transformed"
+intervention) for every attack, with MLP-Attn's attention recomputed and, for ``fixed_attacks``,
+also held fixed on the same perturbed points.
+
+Experiments (registered in :mod:`linattn.experiments`):
+
+- ``malleability_tables``: Tables 2-3 (four tasks, FGSM, PGD, MIM and the noise control);
+- ``adversarial_tables``: Table 4 (PGD after Madry adversarial training);
+- ``task_kappa``: kappa_d(G) of each task's training rows (the paper's explanation of Table 3);
+- ``malleability_curves``: the flip rates against n, width, training length, eps and tau.
+
+Rows carry the flip rate with its count (``n_flipped`` of ``n_tracked``), Spearman's rho, the
+top-tau overlap, and the network's train and test accuracy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal
+
+import numpy as np
+import torch
+
+from .._validation import as_tensor, check_int, check_option, check_range
+from ..train import TrainProtocol
+from .base import Config, Experiment
+
+__all__ = ["TableConfig", "AdversarialConfig", "CurvesConfig", "paper_model", "accuracy", "table_rows",
+           "MALLEABILITY_TABLES", "ADVERSARIAL_TABLES", "TASK_KAPPA", "MALLEABILITY_CURVES", "TASK_LABELS"]
+
+TASKS = ("mnist", "mnist_3v8", "cifar10", "cifar_car_plane")
+TASK_LABELS = {"mnist": "MNIST", "mnist_3v8": "MNIST 3 vs 8", "cifar10": "CIFAR-10",
+               "cifar_car_plane": "CIFAR-10 cars vs planes"}
+ATTACKS = ("fgsm", "pgd", "mim", "noise")
+
+
+@dataclass(frozen=True)
+class TableConfig(Config):
+    """The protocol behind Tables 2-3 of v1 at one scale. [v1] = the paper's choice, [ours] = a gap filled.
+
+    tasks, models, seeds: the cells (seed = initialisation, minibatch order, attack start) [ours].
+    n_train, n_test: class-balanced subsets of the task, drawn (disjoint) from the quick pool
+        (``pool_per_class``) or, with ``pool_per_class=None``, from the official splits [ours];
+        ``data_seed`` draws them.
+    width: hidden width; protocol: the training protocol [v1: Adam, 1e-3, batch 128, L2 1e-3,
+        500 epochs; cross-entropy on 10 logits, MSE on +-1 targets for binary tasks].
+    eps, tau: attack radius and selected fraction [v1: 0.3, 10%]; ridge: the kernel ridge [ours].
+    attacks: the attacks of the tables plus the "noise" control; fixed_attacks: those also run
+        with MLP-Attn's C held fixed (the control for the recomputed attention).
+
+    Scales: quick (the book's build): n = 200, t = 60 from the quick pool, width 128, 3 seeds,
+    20 epochs. Paper: n = 5,000, t = 1,000 from the official splits, width 1024, 500 epochs.
+    """
+
+    tasks: tuple[str, ...] = TASKS
+    models: tuple[str, ...] = ("relu", "attn")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_train: int = 200
+    n_test: int = 60
+    pool_per_class: int | None = 500
+    data_seed: int = 0
+    width: int = 128
+    protocol: TrainProtocol = TrainProtocol(epochs=20)
+    eps: float = 0.3
+    tau: float = 0.1
+    ridge: float = 1e-3
+    attacks: tuple[str, ...] = ATTACKS
+    fixed_attacks: tuple[str, ...] = ("pgd", "noise")
+
+    SCALES = {"quick": {}, "paper": dict(n_train=5000, n_test=1000, pool_per_class=None, width=1024, epochs=500)}
+
+    def __post_init__(self) -> None:
+        from ..data import TASKS as KNOWN
+
+        if isinstance(self.tasks, str):
+            raise TypeError(f"tasks must be a tuple of task names, got the string {self.tasks!r}")
+        for t in self.tasks:
+            check_option(t, "task", tuple(KNOWN))
+        for m in self.models:
+            check_option(m, "model", ("relu", "attn"))
+        for s in self.seeds:
+            check_int(s, "seed", minimum=0)
+        check_int(self.n_train, "n_train", minimum=2)
+        check_int(self.n_test, "n_test")
+        check_int(self.width, "width")
+        check_int(self.data_seed, "data_seed", minimum=0)
+        check_range(self.eps, "eps", 0.0, 1.0)
+        check_range(self.tau, "tau", 0.0, 1.0, lo_open=True)
+        check_range(self.ridge, "ridge", 0.0, float("inf"), lo_open=True)
+        for a in (*self.attacks, *self.fixed_attacks):
+            check_option(a, "attack", ATTACKS)
+        if round(self.tau * self.n_train) < 1:
+            raise ValueError(f"tau = {self.tau} of n_train = {self.n_train} selects no point; raise tau or n_train")
+
+    @property
+    def epochs(self) -> int:
+        return self.protocol.epochs
+
+
+@dataclass(frozen=True)
+class AdversarialConfig(TableConfig):
+    """Table 4: PGD malleability after Madry adversarial training [ours: the paper gives no recipe].
+
+    at_epochs, at_steps, at_step_size: epochs of min-max training with a PGD inner loop of
+    ``at_steps`` steps of ``at_step_size`` at radius eps (random start). Quick: 10 epochs of PGD-3
+    (step 0.15); paper: 100 epochs of PGD-40 (step 0.01, Madry's MNIST recipe).
+    """
+
+    tasks: tuple[str, ...] = ("mnist", "cifar10")
+    attacks: tuple[str, ...] = ("pgd",)
+    at_epochs: int = 10
+    at_steps: int = 3
+    at_step_size: float = 0.15
+
+    SCALES = {"quick": {}, "paper": dict(TableConfig.SCALES["paper"], at_epochs=100, at_steps=40,
+                                          at_step_size=0.01)}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int(self.at_epochs, "at_epochs")
+        check_int(self.at_steps, "at_steps")
+        check_range(self.at_step_size, "at_step_size", 0.0, 1.0, lo_open=True)
+
+
+# --------------------------------------------------------------------------- the models
+
+
+def paper_model(
+    kind: Literal["relu", "attn"],
+    X_train,
+    y_train,
+    n_classes: int,
+    *,
+    width: int,
+    seed: int,
+    protocol: TrainProtocol | None = None,
+    adversarial: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.nn.Module:
+    """A 2L-ReLU (``"relu"``) or MLP-Attn (``"attn"``, keys = unit rows of X_train) network, trained.
+
+    X_train (n, d) pixels, y_train (n,) class indices. One output with MSE on +-1 targets for
+    ``n_classes == 2``, else n_classes logits with cross-entropy [v1]. ``protocol`` None or with
+    0 epochs: the network at initialisation. ``adversarial`` = {"eps", "steps", "step_size"}:
+    Madry PGD training (:func:`linattn.train.adversarial_train`) instead of standard training.
+    """
+    from ..data import regression_targets
+    from ..models import attention_keys, mlp_attn, relu_net
+    from ..train import adversarial_train, train
+
+    check_option(kind, "kind", ("relu", "attn"))
+    X_train = as_tensor(X_train, "X_train", ndim=2, min_rows=2)
+    y_train = torch.as_tensor(np.asarray(y_train)).long()
+    C = 1 if check_int(n_classes, "n_classes", minimum=2) == 2 else n_classes
+    d = X_train.shape[1]
+    if kind == "relu":
+        model = relu_net(d, width, C, seed=seed, dtype=dtype)
+    else:
+        model = mlp_attn(attention_keys(X_train), width, C, seed=seed, dtype=dtype)
+    targets = y_train if C > 1 else regression_targets(y_train, 1)
+    if adversarial is not None:
+        adversarial_train(model, X_train, targets, eps=adversarial["eps"], steps=adversarial["steps"],
+                          step_size=adversarial["step_size"], protocol=protocol, seed=seed, progress=False)
+    elif protocol is not None and protocol.epochs:
+        train(model, X_train, targets, protocol, seed=seed, progress=False)
+    return model
+
+
+def accuracy(model: torch.nn.Module, X, y) -> float:
+    """The fraction of rows of X (N, d) that ``model`` classifies as y (N,) (sign of one output, else argmax)."""
+    with torch.no_grad():
+        out = model(X)
+    pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
+    return float((pred == torch.as_tensor(y)).double().mean())
+
+
+def table_rows(td, model: torch.nn.Module, config: TableConfig, *, kind: str, seed: int,
+               training: str = "standard", kernel_fn=None) -> list[dict[str, Any]]:
+    """One row per (attack, attention mode) of one trained model on one task (see the module docstring)."""
+    from ..malleability import malleability, model_influence
+
+    ident = {"task": td.name, "training": training, "train_acc": accuracy(model, td.X_train, td.y_train),
+             "test_acc": accuracy(model, td.X_test, td.y_test)}
+    before = model_influence(model, td.X_train, td.y_train, td.X_test, td.y_test, ridge=config.ridge,
+                             kernel_fn=kernel_fn)
+    rows = []
+    for att in config.attacks:
+        modes = ["recompute"] + (["fixed"] if kind == "attn" and att in config.fixed_attacks else [])
+        X_after = None
+        for mode in modes:
+            res = malleability(model, td.X_train, td.y_train, td.X_test, td.y_test, attack=att, eps=config.eps,
+                               tau=config.tau, attention=mode, ridge=config.ridge, kernel_fn=kernel_fn,
+                               seed=seed, before=before, X_after=X_after)
+            X_after = res.X_after
+            n_tracked = int(res.tracked.shape[0])
+            rows.append({**ident, **res.row(), "n_tracked": n_tracked,
+                         "n_flipped": int(round(res.flip_rate * n_tracked))})
+    return rows
+
+
+# --------------------------------------------------------------------------- cells
+
+
+_AXES = ("tasks", "models", "seeds")
+
+
+def _cells(config: TableConfig) -> list[dict]:
+    common = config.common_params(_AXES)
+    return [dict(common, task=t, model=m, seed=int(s)) for t in config.tasks for m in config.models
+            for s in config.seeds]
+
+
+@functools.lru_cache(maxsize=2)
+def _task_data(task: str, n_train: int, n_test: int, data_seed: int, pool_per_class: int | None):
+    from ..data import task_data
+
+    return task_data(task, n_train, n_test, seed=data_seed, pool_per_class=pool_per_class)
+
+
+def _run(params: dict, cls: type, device: str) -> dict[str, list[dict]]:
+    task, kind, seed = params["task"], params["model"], params["seed"]
+    cfg = cls.from_params(params, tasks=(task,), models=(kind,), seeds=(seed,))
+    td = _task_data(task, cfg.n_train, cfg.n_test, cfg.data_seed, cfg.pool_per_class)
+    adversarial = None
+    protocol = cfg.protocol
+    if isinstance(cfg, AdversarialConfig):
+        adversarial = {"eps": cfg.eps, "steps": cfg.at_steps, "step_size": cfg.at_step_size}
+        protocol = dataclasses.replace(cfg.protocol, epochs=cfg.at_epochs)
+    model = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=cfg.width, seed=seed,
+                        protocol=protocol, adversarial=adversarial)
+    rows = table_rows(td, model, cfg, kind=kind, seed=seed,
+                      training="adversarial" if adversarial else "standard")
+    return {"rows": rows}
+
+
+def run_table_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
+    """Train one (task, model, seed) as in v1 and measure every attack (Tables 2-3)."""
+    return _run(params, TableConfig, device)
+
+
+def run_adversarial_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
+    """Train one (task, model, seed) adversarially and measure PGD malleability (Table 4)."""
+    return _run(params, AdversarialConfig, device)
+
+
+def _needs(params: dict) -> list[tuple[str, str]]:
+    from ..data import TASKS as KNOWN
+
+    name = KNOWN[params["task"]][0]
+    if params.get("pool_per_class", 500) is not None:  # an omitted field is at its default
+        return [] if name == "mnist" else [(name, "train")]
+    return [(name, "train"), (name, "test")]
+
+
+def _work(params: dict) -> float:
+    """Relative cost: training (steps x batch x width x d, times PGD steps + 1 when adversarial)
+    plus one n x n kernel and its factorisation per attack and mode."""
+    d = 784 if params["task"].startswith("mnist") else 3072
+    p = TrainProtocol(**params["protocol"]) if "protocol" in params else TrainProtocol(epochs=20)
+    n = params.get("n_train", 200)
+    epochs = params.get("at_epochs", p.epochs)
+    inner = params.get("at_steps", 0) + 1
+    train = dataclasses.replace(p, epochs=epochs).steps(n) * min(p.batch_size or n, n) * params.get("width", 128) * d * inner
+    evals = len(params.get("attacks", ATTACKS)) + 3
+    return 1e-9 * (train + evals * (n ** 3 / 3 + n * n * (d + params.get("width", 128))))
+
+
+MALLEABILITY_TABLES = Experiment(
+    name="malleability_tables",
+    title="Influence flip rates under FGSM, PGD, MIM and noise (Tables 2-3 of v1)",
+    chapter="book/part3/malleability.ipynb",
+    config=TableConfig,
+    cells=_cells,
+    run=run_table_cell,
+    data=_needs,
+    work=_work,
+)
+
+ADVERSARIAL_TABLES = Experiment(
+    name="adversarial_tables",
+    title="PGD flip rates after adversarial training (Table 4 of v1)",
+    chapter="book/part3/malleability.ipynb",
+    config=AdversarialConfig,
+    cells=_cells,
+    run=run_adversarial_cell,
+    data=_needs,
+    work=_work,
+)
+
+
+def run_task_kappa_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
+    """kappa_d(G) of one task's unit-normalised training rows (None with the rank if singular)."""
+    from ..models import unit_rows
+    from ..spectra import kappa_d_sweep
+
+    td = _task_data(params["task"], params["n_train"], params["n_test"], params["data_seed"], params["pool_per_class"])
+    (pt,) = kappa_d_sweep(lambda n: unit_rows(td.X_train), [td.X_train.shape[0]])
+    return {"rows": [{"task": params["task"], "n": pt.n, "kappa_d": pt.kappa, "rank": pt.rank}]}
+
+
+TASK_KAPPA = Experiment(
+    name="task_kappa",
+    title="kappa_d(G) of each malleability task's training set",
+    chapter="book/part3/malleability.ipynb",
+    config=TableConfig,
+    cells=lambda c: [{"task": t, "n_train": c.n_train, "n_test": c.n_test, "data_seed": c.data_seed,
+                      "pool_per_class": c.pool_per_class} for t in c.tasks],
+    run=run_task_kappa_cell,
+    data=_needs,
+    work=lambda p: 1e-9 * p["n_train"] ** 2 * (784 if p["task"].startswith("mnist") else 3072),
+)
+
+
+# --------------------------------------------------------------------------- the verdict as curves
+
+
+@dataclass(frozen=True)
+class CurvesConfig(Config):
+    """How the flip rates (and the ratio MLP-Attn / 2L-ReLU) move with n, width, training length,
+    eps and tau: one axis at a time around a base point.
+
+    Cells: (model, seed, n, width) for n in ``ns`` at ``base_width`` and for width in ``widths`` at
+    ``base_n``. In each cell the network is trained once (``protocol``) and measured (the
+    "transformed" intervention, every attack of ``attacks``, MLP-Attn's C recomputed and fixed)
+    at the final epoch for every eps of ``eps_values`` (at ``base_tau``) and every tau of ``taus``
+    (at ``base_eps``), and at each epoch of ``checkpoints`` (at the base eps and tau).
+
+    Quick: MNIST, n = 200, widths 32, 128, 512, 20 epochs with checkpoints 5, 10; eps 0.1, 0.3,
+    0.5; tau 0.05, 0.1, 0.2; 2 seeds. Paper: n 200 to 5,000 (width 1024), widths 16 to 4096
+    (n = 5,000), 500 epochs with checkpoints 0, 10, 50, 150; eps 0.05 to 0.5; 3 seeds.
+    """
+
+    task: str = "mnist"
+    models: tuple[str, ...] = ("relu", "attn")
+    seeds: tuple[int, ...] = (0, 1)
+    ns: tuple[int, ...] = (200,)
+    widths: tuple[int, ...] = (32, 128, 512)
+    base_n: int = 200
+    base_width: int = 128
+    n_test: int = 60
+    pool_per_class: int | None = 500
+    data_seed: int = 0
+    protocol: TrainProtocol = TrainProtocol(epochs=20)
+    checkpoints: tuple[int, ...] = (5, 10)
+    eps_values: tuple[float, ...] = (0.1, 0.3, 0.5)
+    base_eps: float = 0.3
+    taus: tuple[float, ...] = (0.05, 0.1, 0.2)
+    base_tau: float = 0.1
+    attacks: tuple[str, ...] = ("pgd", "noise")
+    ridge: float = 1e-3
+
+    SCALES = {"quick": {}, "paper": dict(
+        seeds=(0, 1, 2), ns=(200, 500, 1000, 2000, 5000), widths=(16, 64, 256, 1024, 4096), base_n=5000,
+        base_width=1024, n_test=1000, pool_per_class=None, epochs=500, checkpoints=(0, 10, 50, 150),
+        eps_values=(0.05, 0.1, 0.2, 0.3, 0.5))}
+
+    def __post_init__(self) -> None:
+        from ..data import TASKS as KNOWN
+
+        check_option(self.task, "task", tuple(KNOWN))
+        for m in self.models:
+            check_option(m, "model", ("relu", "attn"))
+        for n in (*self.ns, self.base_n):
+            check_int(n, "n", minimum=2)
+        for w in (*self.widths, self.base_width):
+            check_int(w, "width")
+        for e in self.checkpoints:
+            if not 0 <= check_int(e, "checkpoint", minimum=0) <= self.protocol.epochs:
+                raise ValueError(f"checkpoint {e} lies beyond the {self.protocol.epochs} epochs of training")
+        for e in (*self.eps_values, self.base_eps):
+            check_range(e, "eps", 0.0, 1.0)
+        for t in (*self.taus, self.base_tau):
+            check_range(t, "tau", 0.0, 1.0, lo_open=True)
+            if round(t * min(*self.ns, self.base_n)) < 1:
+                raise ValueError(f"tau = {t} selects no point of the smallest n; raise tau or n")
+        for a in self.attacks:
+            check_option(a, "attack", ATTACKS)
+
+
+def _curve_cells(config: CurvesConfig) -> list[dict]:
+    common = config.common_params(("models", "seeds", "ns", "widths", "base_n", "base_width"))
+    points = list(dict.fromkeys([(n, config.base_width) for n in config.ns]
+                                + [(config.base_n, w) for w in config.widths]))
+    return [dict(common, model=m, seed=int(s), n=int(n), width=int(w))
+            for m in config.models for s in config.seeds for n, w in points]
+
+
+def _grid(cfg: CurvesConfig) -> dict[int, list[tuple[float, float]]]:
+    """epoch -> the (eps, tau) points measured at that epoch."""
+    final = cfg.protocol.epochs
+    pts = {final: list(dict.fromkeys([(e, cfg.base_tau) for e in cfg.eps_values]
+                                      + [(cfg.base_eps, t) for t in cfg.taus]))}
+    for e in cfg.checkpoints:
+        pts.setdefault(e, []).append((cfg.base_eps, cfg.base_tau))
+    return {e: list(dict.fromkeys(v)) for e, v in pts.items()}
+
+
+def _measure_point(model, td, cfg: CurvesConfig, kind: str, seed: int, before, eps: float, tau: float) -> list[dict]:
+    from ..malleability import malleability
+
+    rows = []
+    for att in cfg.attacks:
+        X_after = None
+        for mode in ("recompute", "fixed") if kind == "attn" else ("recompute",):
+            res = malleability(model, td.X_train, td.y_train, td.X_test, td.y_test, attack=att, eps=eps, tau=tau,
+                               attention=mode, ridge=cfg.ridge, seed=seed, before=before, X_after=X_after)
+            X_after = res.X_after
+            n_tracked = int(res.tracked.shape[0])
+            rows.append({"attack": att, "attention": res.config["attention"], "eps": eps, "tau": tau,
+                         "flip_rate": res.flip_rate,
+                         "n_flipped": int(round(res.flip_rate * n_tracked)), "n_tracked": n_tracked,
+                         "spearman": res.spearman, "overlap": res.overlap})
+    return rows
+
+
+def run_curve_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
+    """Train one (model, seed, n, width) and measure its grid of (epoch, eps, tau) points."""
+    import copy
+
+    from ..malleability import model_influence
+
+    kind, seed, n, width = params["model"], params["seed"], params["n"], params["width"]
+    cfg = CurvesConfig.from_params(params, models=(kind,), seeds=(seed,), ns=(n,), widths=(width,), base_n=n,
+                                   base_width=width)
+    td = _task_data(cfg.task, n, cfg.n_test, cfg.data_seed, cfg.pool_per_class)
+    grid = _grid(cfg)
+    snapshots: dict[int, torch.nn.Module] = {}
+    keep = lambda epoch, model: snapshots.__setitem__(epoch, copy.deepcopy(model)) if epoch in grid else None
+    model = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=width, seed=seed,
+                        protocol=dataclasses.replace(cfg.protocol, epochs=0))
+    if cfg.protocol.epochs:
+        from ..data import regression_targets
+        from ..train import train
+
+        targets = td.y_train if model.n_outputs > 1 else regression_targets(td.y_train, 1)
+        train(model, td.X_train, targets, cfg.protocol, seed=seed, progress=False, callback=keep)
+    else:
+        keep(0, model)
+    rows = []
+    ident = {"task": cfg.task, "model": kind, "seed": seed, "n": n, "width": width}
+    for epoch, points in sorted(grid.items()):
+        snap = snapshots[epoch]
+        acc = {"train_acc": accuracy(snap, td.X_train, td.y_train), "test_acc": accuracy(snap, td.X_test, td.y_test)}
+        before = model_influence(snap, td.X_train, td.y_train, td.X_test, td.y_test, ridge=cfg.ridge)
+        for eps, tau in points:
+            rows += [{**ident, "epoch": epoch, **acc, **r}
+                     for r in _measure_point(snap, td, cfg, kind, seed, before, eps, tau)]
+    return {"rows": rows}
+
+
+def _curve_work(params: dict) -> float:
+    d = 784 if params["task"].startswith("mnist") else 3072
+    p = TrainProtocol(**params["protocol"])
+    n, w = params["n"], params["width"]
+    evals = (len(params["eps_values"]) + len(params["taus"]) + len(params["checkpoints"])) * 2 * len(params["attacks"])
+    return 1e-9 * (p.steps(n) * min(p.batch_size or n, n) * w * d + evals * (n ** 3 / 3 + n * n * (d + w)))
+
+
+MALLEABILITY_CURVES = Experiment(
+    name="malleability_curves",
+    title="Flip rates against n, width, training length, eps and tau (the Table 2 verdict as curves)",
+    chapter="book/part3/malleability.ipynb",
+    config=CurvesConfig,
+    cells=_curve_cells,
+    run=run_curve_cell,
+    data=lambda p: _needs({"task": p["task"], "pool_per_class": p.get("pool_per_class", 500)}),
+    work=_curve_work,
+)

@@ -1,0 +1,96 @@
+"""The Part III experiments (Tables 2-4): the models as v1 trains them, table rows with counts and
+accuracies, one cell equal to the protocol run by hand, configs refused when they make no sense."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from linattn import experiments, runner
+from linattn.experiments.part3 import AdversarialConfig, TableConfig, accuracy, paper_model, table_rows
+from linattn.malleability import malleability
+from linattn.models import attention_keys, relu_net
+from linattn.train import TrainProtocol
+
+F64 = torch.float64
+N, T, D, C = 40, 10, 12, 3
+
+
+@pytest.fixture(scope="module")
+def toy():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.rand(C, D, generator=g, dtype=F64)
+    y = torch.arange(N + T) % C
+    X = (centres[y] + 0.15 * torch.randn(N + T, D, generator=g, dtype=F64)).clamp(0.02, 0.98)
+    return SimpleNamespace(X_train=X[:N], y_train=y[:N], X_test=X[N:], y_test=y[N:], n_classes=C, name="toy")
+
+
+def test_paper_model_trains_as_asked(toy):
+    X, y = toy.X_train, toy.y_train
+    attn0 = paper_model("attn", X, y, C, width=16, seed=0)
+    torch.testing.assert_close(attn0.feature_map.C, attention_keys(X).T @ attention_keys(X))  # unit keys
+    assert paper_model("relu", X, y % 2, 2, width=16, seed=0).n_outputs == 1  # binary: one output (MSE)
+    trained = paper_model("relu", X, y, C, width=16, seed=0, protocol=TrainProtocol(epochs=2, lr=1e-2))
+    assert not torch.equal(trained.W, relu_net(D, 16, C, seed=0).W)
+    adv = paper_model("attn", X, y, C, width=16, seed=0, protocol=TrainProtocol(epochs=1),
+                      adversarial={"eps": 0.1, "steps": 1, "step_size": 0.1})
+    assert not torch.equal(adv.W, attn0.W)
+    with pytest.raises(ValueError, match="kind"):
+        paper_model("cnn", X, y, C, width=4, seed=0)
+
+
+def test_table_rows_count_flips_and_report_accuracy(toy):
+    cfg = TableConfig.quick(width=16, epochs=2, tau=0.25, attacks=("fgsm", "noise"), fixed_attacks=("noise",))
+    model = paper_model("attn", toy.X_train, toy.y_train, C, width=16, seed=1, protocol=cfg.protocol)
+    rows = table_rows(toy, model, cfg, kind="attn", seed=1)
+    assert [(r["attack"], r["attention"]) for r in rows] == [("fgsm", "recompute"), ("noise", "recompute"),
+                                                              ("noise", "fixed")]
+    for r in rows:
+        assert r["n_tracked"] == r["n_selected"] == 10
+        assert r["n_flipped"] == round(r["flip_rate"] * 10) and 0 <= r["test_acc"] <= 1
+        assert r["train_acc"] == accuracy(model, toy.X_train, toy.y_train)
+    direct = malleability(model, toy.X_train, toy.y_train, toy.X_test, toy.y_test, attack="noise", eps=cfg.eps,
+                          tau=cfg.tau, attention="fixed", ridge=cfg.ridge, seed=1)
+    assert rows[2]["flip_rate"] == direct.flip_rate and rows[2]["spearman"] == direct.spearman
+    relu = paper_model("relu", toy.X_train, toy.y_train, C, width=16, seed=1, protocol=cfg.protocol)
+    assert len(table_rows(toy, relu, cfg, kind="relu", seed=1)) == 2  # no C to hold fixed
+
+
+def test_a_cell_is_the_protocol_run_by_hand():
+    exp = experiments.get("malleability_tables")
+    cfg = exp.configure("quick", n_train=40, n_test=20, width=16, epochs=2, seeds=(1,), tasks=("mnist",),
+                        models=("attn",), attacks=("pgd",), fixed_attacks=())
+    (cell,) = exp.cells(cfg)
+    rows = runner.execute_cell(exp.name, cell)["tables"]["rows"]
+    from linattn.data import task_data
+
+    td = task_data("mnist", 40, 20, seed=0)
+    model = paper_model("attn", td.X_train, td.y_train, 10, width=16, seed=1, protocol=cfg.protocol)
+    by_hand = malleability(model, td.X_train, td.y_train, td.X_test, td.y_test, attack="pgd", eps=0.3, tau=0.1,
+                           ridge=1e-3, seed=1)
+    assert rows[0]["flip_rate"] == by_hand.flip_rate and rows[0]["overlap"] == by_hand.overlap
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(tasks=("imagenet",)), "task"),
+    (dict(tasks="mnist"), "tuple of task names"),
+    (dict(attacks=("cw",)), "attack"),
+    (dict(eps=1.5), "eps"),
+    (dict(tau=0.0), "tau"),
+    (dict(n_train=5, tau=0.1), "selects no point"),
+    (dict(ridge=0.0), "ridge"),
+    (dict(width=0), "width"),
+])
+def test_bad_configs_are_refused(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        TableConfig.quick(**bad)
+
+
+def test_scales_and_adversarial_recipe():
+    q, p = TableConfig.quick(), TableConfig.paper()
+    assert (p.n_train, p.n_test, p.width, p.epochs, p.pool_per_class) == (5000, 1000, 1024, 500, None)
+    assert (p.protocol.lr, p.protocol.batch_size, p.protocol.weight_decay) == (1e-3, 128, 1e-3)
+    assert q.n_train < p.n_train
+    a = AdversarialConfig.paper()
+    assert (a.at_epochs, a.at_steps, a.at_step_size, a.tasks, a.attacks) == (100, 40, 0.01, ("mnist", "cifar10"), ("pgd",))
+    with pytest.raises(ValueError, match="at_steps"):
+        AdversarialConfig.quick(at_steps=0)
