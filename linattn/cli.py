@@ -91,8 +91,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             store.check_writable()
     except (runner.RunnerError, StoreError) as exc:
         raise UsageError(str(exc)) from None
-    scale = args.scale if not args.set else "custom"
-    plans = [runner.plan(e, cfg, store, scale) for e, cfg in configs]
+    plans = [runner.plan(e, cfg, store, args.scale) for e, cfg in configs]
     total = 0.0
     for p in plans:
         est = runner.estimate(p, device=device, workers=args.workers)

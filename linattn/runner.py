@@ -97,9 +97,15 @@ class Plan:
     stored: dict[str, Record]
     corrupt: list[CorruptCell]
     scale: str = "custom"
+    scale_keys: frozenset = frozenset()
 
     def key(self, params: dict) -> str:
         return cell_key(self.experiment.name, self.experiment.version, params)
+
+    def scale_of(self, params: dict) -> str:
+        """The scale label a new cell's provenance records: ``scale`` when the cell belongs to the
+        experiment's config at that scale (with no --set), else "custom"."""
+        return self.scale if self.key(params) in self.scale_keys else "custom"
 
     @property
     def todo(self) -> list[dict]:
@@ -108,7 +114,8 @@ class Plan:
 
 def plan(experiment: Experiment, config: Config, store: Store, scale: str = "custom") -> Plan:
     """List the cells of ``config`` and look each up in ``store`` (corrupt files are reported).
-    ``scale`` ("quick", "paper" or "custom") is recorded in each new cell's provenance."""
+    ``scale`` ("quick" or "paper") is recorded in the provenance of each new cell that belongs to
+    the experiment's config at that scale; other cells (changed by --set) are labelled "custom"."""
     cells = experiment.cells(config)
     keys = [cell_key(experiment.name, experiment.version, p) for p in cells]
     if len(set(keys)) != len(keys):
@@ -122,7 +129,11 @@ def plan(experiment: Experiment, config: Config, store: Store, scale: str = "cus
             continue
         if rec is not None:
             stored[k] = rec
-    return Plan(experiment, config, cells, stored, corrupt, scale)
+    scale_keys = frozenset()
+    if scale in getattr(experiment.config, "SCALES", {}):
+        scale_keys = frozenset(cell_key(experiment.name, experiment.version, p)
+                               for p in experiment.cells(experiment.configure(scale)))
+    return Plan(experiment, config, cells, stored, corrupt, scale, scale_keys)
 
 
 # --------------------------------------------------------------------------- one cell
@@ -294,7 +305,7 @@ def run(
 
     def save(p: Plan, params: dict, out: dict) -> None:
         store.put(p.experiment.name, p.experiment.version, params, out["tables"],
-                  dict(out["provenance"], scale=p.scale))
+                  dict(out["provenance"], scale=p.scale_of(params)))
         report.computed += 1
         bar.update(1)
 

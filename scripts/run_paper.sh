@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Compute every paper-scale cell into the results store, most informative first. Resumable: run it
+# again after any interruption and it skips what is stored. On a GPU machine: DEVICE=cuda.
+#
+#   LINATTN_DATA=/path/to/data scripts/run_paper.sh               # CPU, torch's threads
+#   DEVICE=cuda scripts/run_paper.sh                               # one GPU
+#   THREADS=1 WORKERS=2 scripts/run_paper.sh                       # two worker processes
+#   ONLY="malleability_tables task_kappa" scripts/run_paper.sh     # a subset, in this order
+#
+# Then commit results/ (the cells carry their provenance) and `linattn results verify`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LINATTN=${LINATTN:-.venv/bin/linattn}
+DEVICE=${DEVICE:-cpu}
+WORKERS=${WORKERS:-1}
+THREADS_ARG=${THREADS:+--threads $THREADS}
+ORDER=${ONLY:-"task_kappa kappa_vs_n premise kappa_full width_facts
+malleability_tables:tasks=mnist malleability_curves malleability_tables:tasks=mnist_3v8
+malleability_tables adversarial_tables:tasks=mnist adversarial_tables width_sweep:tasks=mnist width_sweep"}
+for item in $ORDER; do
+  name=${item%%:*}
+  sets=()
+  if [[ $item == *:* ]]; then
+    IFS=';' read -ra pairs <<< "${item#*:}"
+    for kv in "${pairs[@]}"; do sets+=(--set "$kv"); done
+  fi
+  echo "== $name ${sets[*]:-} ($(date -u +%H:%M:%S))"
+  "$LINATTN" reproduce "$name" --scale paper "${sets[@]}" --device "$DEVICE" --workers "$WORKERS" $THREADS_ARG --no-progress
+done
+"$LINATTN" results verify
