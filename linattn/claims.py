@@ -7,9 +7,17 @@ One YAML file (``linattn/claims.yml``) holds a list of entries::
       quantity: "kappa(G), MNIST"        # what it is, in the book's words
       paper: {value: 1.2e3, version: v1} # the paper's number (DIGEST.md); value null if none
       ours: {value: 1234.5, scale: quick, rtol: 1.0e-6}  # our measured value; rtol/atol
+      largest: {value: 987.6, scale: "paper (...)", rtol: 1.0e-6, lo: 900, hi: 1100}  # optional
       check: {kind: order, tol: 1}       # how ours compares with the paper
-      verdict: reproduced                # reproduced | partly | not reproduced
+      verdict: reproduced                # see VERDICTS
+      depends: "how the verdict moves with scale or an open choice"      # optional
       note: "what we chose, why it differs"
+
+``ours`` is the value at the scale the book is built with (``quick``); ``largest``, when present,
+the value at the largest scale measured (stored paper-scale results), optionally with an interval
+``lo``/``hi`` (e.g. over seeds or a binomial interval). The verdict is taken from ``largest``
+when it exists: a verdict names its scale. With an interval the verdict must hold at both ends as
+well as at the value; an interval that spans two verdicts gives "inconclusive".
 
 Two comparisons, kept apart:
 
@@ -29,7 +37,8 @@ Two comparisons, kept apart:
 
   A ``verdict`` written in the file must equal the one computed (tests check it); an
   entry may instead set ``verdict`` with ``check: {kind: judged, reason: ...}`` where
-  no number can be compared (the reason is shown).
+  no number can be compared (the reason is shown), including "not tested at this scale" for a
+  value measured only where it cannot mean what the paper means (an untrained network, say).
 """
 from __future__ import annotations
 
@@ -45,7 +54,7 @@ __all__ = ["Claim", "ClaimMismatch", "REGISTRY_PATH", "load_registry", "get", "r
            "paper", "verdict_of", "table", "VERDICTS"]
 
 REGISTRY_PATH = pathlib.Path(__file__).with_name("claims.yml")
-VERDICTS = ("reproduced", "partly", "not reproduced")
+VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not tested at this scale")
 CHECK_KINDS = ("value", "order", "ratio_range", "trend", "judged")
 
 
@@ -63,6 +72,8 @@ class Claim:
     check: dict
     verdict: str
     note: str = ""
+    largest: dict | None = None
+    depends: str = ""
 
     @property
     def scale(self) -> str:
@@ -85,7 +96,7 @@ def _validate(entry: dict, i: int) -> Claim:
     missing = [k for k in required if k not in entry]
     if missing:
         raise ValueError(f"{where}: missing fields {missing}")
-    unknown = set(entry) - set(required) - {"note"}
+    unknown = set(entry) - set(required) - {"note", "largest", "depends"}
     if unknown:
         raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
     if entry["verdict"] not in VERDICTS:
@@ -98,7 +109,10 @@ def _validate(entry: dict, i: int) -> Claim:
         raise ValueError(f"{where}: ours.value is required")
     if entry["ours"].get("at", "quick") not in ("quick", "paper", "any"):
         raise ValueError(f"{where}: ours.at must be quick, paper or any")
-    return Claim(**{k: entry.get(k, "") for k in (*required, "note")})
+    largest = entry.get("largest")
+    if largest is not None and ("value" not in largest or "scale" not in largest):
+        raise ValueError(f"{where}: largest needs a value and a scale")
+    return Claim(**{k: entry.get(k, "") for k in (*required, "note", "depends")}, largest=largest)
 
 
 @functools.lru_cache(maxsize=4)
@@ -136,13 +150,10 @@ def _close(value: Any, stated: dict) -> bool:
     return math.isclose(float(value), float(want), rel_tol=rtol, abs_tol=atol)
 
 
-def verdict_of(claim: Claim, value: Any | None = None) -> str:
-    """The verdict that ``check`` gives for ``value`` (default: the stated ``ours.value``)."""
-    v = claim.ours["value"] if value is None else value
-    chk, paper = claim.check, claim.paper.get("value")
+def _rule(claim: Claim, v: Any) -> str:
+    """The verdict the check gives one value."""
+    chk, paper_v = claim.check, claim.paper.get("value")
     kind = chk["kind"]
-    if kind == "judged":
-        return claim.verdict
     if kind == "trend":
         return "reproduced" if bool(v) else "not reproduced"
     v = float(v)
@@ -151,42 +162,73 @@ def verdict_of(claim: Claim, value: Any | None = None) -> str:
         if lo <= v <= hi:
             return "reproduced"
         return "partly" if lo / 2 <= v <= hi * 2 else "not reproduced"
-    paper = float(paper)
+    paper_v = float(paper_v)
     tol = float(chk.get("tol", 0.0))
     if kind == "value":
-        if abs(v - paper) <= tol * abs(paper):
+        if abs(v - paper_v) <= tol * abs(paper_v):
             return "reproduced"
-        ratio = abs(v / paper) if paper else math.inf
+        ratio = abs(v / paper_v) if paper_v else math.inf
         return "partly" if 0.5 <= ratio <= 2 else "not reproduced"
-    if v <= 0 or paper <= 0:
+    if v <= 0 or paper_v <= 0:
         return "not reproduced"
-    gap = abs(math.log10(v / paper))
+    gap = abs(math.log10(v / paper_v))
     return "reproduced" if gap <= tol else ("partly" if gap <= 2 * tol else "not reproduced")
 
 
-def record(claim_id: str, value: Any, *, glue: bool = True) -> Any:
+def verdict_of(claim: Claim, value: Any | None = None, lo: float | None = None, hi: float | None = None) -> str:
+    """The verdict that ``check`` gives ``value`` (default: ``largest`` if stated, else ``ours``).
+
+    With an interval [lo, hi] the verdict must be the same at lo, value and hi; otherwise the
+    answer is "inconclusive" (the difference is inside the noise).
+    """
+    if claim.check["kind"] == "judged":
+        return claim.verdict
+    if value is None:
+        block = claim.largest or claim.ours
+        value, lo, hi = block["value"], block.get("lo"), block.get("hi")
+    verdicts = {_rule(claim, x) for x in (value, lo, hi) if x is not None}
+    return verdicts.pop() if len(verdicts) == 1 else "inconclusive"
+
+
+def _block(c: Claim, scale: str) -> dict:
+    """The stated block a value measured at ``scale`` is checked against."""
+    if c.largest is not None and str(c.largest.get("scale", "")).split(" ", 1)[0] == scale:
+        return c.largest
+    return c.ours
+
+
+def record(claim_id: str, value: Any, *, glue: bool = True, scale: str | None = None,
+           lo: float | None = None, hi: float | None = None) -> Any:
     """Check a live value against the registry and glue it under ``claim_id``.
 
-    Raises :class:`ClaimMismatch` when ``value`` leaves the stated ``ours.value`` by more
-    than its tolerance, or when the stated verdict no longer follows from the check.
+    ``value`` (with its interval ``lo``, ``hi`` if any) was measured at ``scale`` (default: the
+    claim's own ``ours`` scale); it is checked against ``largest`` when that block is stated at
+    ``scale``, else against ``ours``. Raises :class:`ClaimMismatch` when the value leaves the stated
+    one by more than its tolerance, or when the stated verdict no longer follows from the check.
     Returns ``value`` so a cell can print it.
     """
     c = get(claim_id)
     if isinstance(value, float) and not math.isfinite(value):
         raise ClaimMismatch(f"{claim_id}: computed {value}, which is not finite")
-    if not _close(value, c.ours):
-        raise ClaimMismatch(
-            f"{claim_id} ({c.quantity}): computed {value!r}, but claims.yml states "
-            f"{c.ours['value']!r} (rtol {c.ours.get('rtol', 0)}, atol {c.ours.get('atol', 0)}). "
-            f"If the change is intended, update ours.value in {REGISTRY_PATH.name} and say why."
-        )
-    live = verdict_of(c, value)
-    if live != c.verdict:
-        raise ClaimMismatch(f"{claim_id}: the check now gives {live!r}, claims.yml states {c.verdict!r}")
+    block = _block(c, scale or c.at)
+    for name, got in (("value", value), ("lo", lo), ("hi", hi)):
+        if name != "value" and (got is None or block.get(name) is None):
+            continue
+        want = {**block, "value": block.get(name)}
+        if not _close(got, want):
+            raise ClaimMismatch(
+                f"{claim_id} ({c.quantity}): computed {name} {got!r}, but claims.yml states "
+                f"{block.get(name)!r} (rtol {block.get('rtol', 0)}, atol {block.get('atol', 0)}). "
+                f"If the change is intended, update it in {REGISTRY_PATH.name} and say why."
+            )
+    if block is (c.largest or c.ours):
+        live = verdict_of(c, value, lo, hi)
+        if live != c.verdict:
+            raise ClaimMismatch(f"{claim_id}: the check now gives {live!r}, claims.yml states {c.verdict!r}")
     if glue:
         from .book import glue as _glue
 
-        _glue(claim_id, value)
+        _glue(claim_id if block is c.ours else f"{claim_id}__at_{scale}", value)
         if c.paper.get("value") is not None:
             _glue(f"{claim_id}__paper", c.paper["value"])
     return value
@@ -195,20 +237,23 @@ def record(claim_id: str, value: Any, *, glue: bool = True) -> Any:
 def record_many(values: dict[str, Any], *, scale: str | None = None) -> dict[str, Any]:
     """Record the values of many claims measured at ``scale`` (default: the book's scale).
 
-    A claim stated at that scale (or at "any") is checked as by :func:`record`; a claim stated at
-    another scale is glued only (the book then shows the value measured here, and the registry
-    keeps the value of its own scale). Returns ``values``.
+    A value may be a number (or bool) or a tuple (value, lo, hi) with its interval. A claim with a
+    block stated at that scale (``ours``, ``largest``, or a claim at "any" scale) is checked as by
+    :func:`record`; otherwise the value is glued only (the book shows what it measured, the
+    registry keeps the values of the scales it states). Returns ``values``.
     """
     from .book import glue as _glue
     from .book import scale as _book_scale
 
     scale = scale or _book_scale()
-    for cid, value in values.items():
+    for cid, v in values.items():
+        value, lo, hi = v if isinstance(v, tuple) else (v, None, None)
         c = get(cid)
-        if c.at in (scale, "any"):
-            record(cid, value)
+        stated = {c.at} | ({str(c.largest["scale"]).split(" ", 1)[0]} if c.largest else set())
+        if scale in stated or c.at == "any":
+            record(cid, value, scale=scale, lo=lo, hi=hi)
         else:
-            _glue(cid, value)
+            _glue(cid if scale == c.at else f"{cid}__at_{scale}", value)
             if c.paper.get("value") is not None:
                 _glue(f"{cid}__paper", c.paper["value"])
     return values
@@ -227,6 +272,11 @@ def _fmt(v: Any) -> str:
     if isinstance(v, (int, float)):
         return f"{v:.3g}"
     return str(v)
+
+
+def _fmt_block(b: dict) -> str:
+    interval = f" [{_fmt(b['lo'])}, {_fmt(b['hi'])}]" if b.get("lo") is not None else ""
+    return f"{_fmt(b['value'])}{interval} ({b['scale']})"
 
 
 def _check_text(c: Claim) -> str:
@@ -255,8 +305,10 @@ def table(claims: dict[str, Claim] | None = None, *, chapter: str | None = None)
             "quantity": c.quantity,
             "paper": f"{_fmt(c.paper.get('value'))} ({c.paper['version']})",
             "ours": f"{_fmt(c.ours['value'])} ({c.scale})",
+            "largest": "--" if c.largest is None else _fmt_block(c.largest),
             "check": _check_text(c),
             "verdict": c.verdict,
+            "depends": c.depends,
             "note": c.note,
         })
     return rows
@@ -266,8 +318,9 @@ def html_table(rows: list[dict]) -> str:
     """Rows of :func:`table` as an HTML table (verdicts coloured)."""
     import html
 
-    colour = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e"}
-    cols = ["quantity", "paper", "ours", "check", "verdict", "note"]
+    colour = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e",
+              "inconclusive": "#57606a", "not tested at this scale": "#57606a"}
+    cols = ["quantity", "paper", "ours", "largest", "check", "verdict", "note"]
     head = "".join(f"<th>{c}</th>" for c in cols)
     body = []
     for r in rows:

@@ -148,3 +148,41 @@ def test_table_and_html_render_every_claim():
     assert html.count("<tr>") == len(REG) + 1
     for r in rows:
         assert r["verdict"] in claims.VERDICTS
+
+
+def test_the_verdict_is_taken_at_the_largest_scale_and_holds_across_its_interval():
+    quick_only = _claim(ours={"value": 120.0, "scale": "quick", "rtol": 1e-6})
+    assert claims.verdict_of(quick_only) == "reproduced"
+    both = _claim(ours={"value": 120.0, "scale": "quick", "rtol": 1e-6},
+                  largest={"value": 1e4, "scale": "paper (n = 5000)", "rtol": 1e-6})
+    assert claims.verdict_of(both) == "not reproduced"  # the largest scale decides
+    inside = _claim(largest={"value": 110.0, "lo": 90.0, "hi": 130.0, "scale": "paper", "rtol": 1e-6})
+    assert claims.verdict_of(inside) == "reproduced"
+    straddle = _claim(largest={"value": 110.0, "lo": 20.0, "hi": 400.0, "scale": "paper", "rtol": 1e-6})
+    assert claims.verdict_of(straddle) == "inconclusive"  # the interval spans reproduced and not reproduced
+    assert claims.verdict_of(_claim(), 110.0, 90.0, 3e3) == "inconclusive"
+    ratio = _claim(check={"kind": "ratio_range", "lo": 6, "hi": 9}, paper={"value": None, "version": "v1"})
+    assert claims.verdict_of(ratio, 7.0, 6.5, 8.0) == "reproduced"
+    assert claims.verdict_of(ratio, 7.0, 2.0, 8.0) == "inconclusive"
+    assert "inconclusive" in claims.VERDICTS and "not tested at this scale" in claims.VERDICTS
+
+
+def test_record_checks_each_scale_against_its_own_block(monkeypatch):
+    c = _claim(id="demo", ours={"value": 120.0, "scale": "quick (n = 200)", "rtol": 1e-6},
+               largest={"value": 1e4, "lo": 9e3, "hi": 1.1e4, "scale": "paper (n = 5000)", "rtol": 1e-6},
+               verdict="not reproduced")
+    monkeypatch.setattr(claims, "get", lambda cid: c)
+    assert claims.record("demo", 120.0, glue=False) == 120.0                     # quick: against ours
+    assert claims.record("demo", 1e4, glue=False, scale="paper", lo=9e3, hi=1.1e4) == 1e4
+    with pytest.raises(claims.ClaimMismatch, match="computed value"):
+        claims.record("demo", 1.2e4, glue=False, scale="paper")
+    with pytest.raises(claims.ClaimMismatch, match="computed lo"):
+        claims.record("demo", 1e4, glue=False, scale="paper", lo=5e3, hi=1.1e4)
+    with pytest.raises(claims.ClaimMismatch, match="computed value"):
+        claims.record("demo", 1e4, glue=False)  # a paper value is not the quick value
+    glued = {}
+    monkeypatch.setattr("linattn.book.glue", lambda k, v, display=False: glued.__setitem__(k, v))
+    claims.record_many({"demo": (1e4, 9e3, 1.1e4)}, scale="paper")
+    assert glued["demo__at_paper"] == 1e4 and glued["demo__paper"] == 100.0  # measured at paper scale; the paper's own value
+    claims.record_many({"demo": 120.0}, scale="quick")
+    assert glued["demo"] == 120.0
