@@ -231,7 +231,7 @@ def features64(model, X) -> torch.Tensor:
     """The model's hidden-layer input x^ (N, d) computed in float64, whatever the model's dtype.
 
     ``model`` is a :class:`linattn.models.TwoLayerNet`; ``X`` (N, d) raw inputs. Uses the
-    model's ``feature_map`` (if any) on float64 inputs, then unit-normalises the rows.
+    model's ``input_map`` and ``feature_map`` (if any) on float64 inputs, then unit-normalises the rows.
     """
     from .models import unit_rows  # local import: models imports attention, not kernels
 
@@ -239,6 +239,9 @@ def features64(model, X) -> torch.Tensor:
     d = int(model.W.shape[1])
     if x.shape[1] != d:
         raise ValueError(f"x has {x.shape[1]} features, the model expects d = {d}")
+    im = getattr(model, "input_map", None)
+    if im is not None:
+        x = im(x.to(torch.float64))
     fm = getattr(model, "feature_map", None)
     h = x if fm is None else fm(x)
     return unit_rows(h.to(torch.float64))

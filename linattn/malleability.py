@@ -296,10 +296,10 @@ def _check_reused(X_after, X_train: torch.Tensor, idx: torch.Tensor, eps: float)
 
 def _model_after(model: torch.nn.Module, X_after: torch.Tensor, attention: str, unit_keys: bool) -> torch.nn.Module:
     """Step 4's model: the attention rebuilt from the intervened rows ("recompute") or the model as is."""
-    from .models import attention_keys, with_attention_keys
+    from .models import model_keys, with_attention_keys
 
     if attention == "recompute":
-        return with_attention_keys(model, attention_keys(X_after, unit_keys=unit_keys))
+        return with_attention_keys(model, model_keys(model, X_after, unit_keys=unit_keys))
     return model
 
 

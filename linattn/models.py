@@ -24,11 +24,14 @@ from ._validation import as_tensor, check_int
 from .attention import LinearizedAttention
 
 __all__ = [
+    "INPUT_MAPS",
+    "InputMap",
     "unit_rows",
     "TwoLayerNet",
     "relu_net",
     "mlp_attn",
     "attention_keys",
+    "model_keys",
     "with_attention_keys",
     "check_attention_keys",
 ]
@@ -43,11 +46,52 @@ def unit_rows(X: torch.Tensor) -> torch.Tensor:
     return X / norms
 
 
-class TwoLayerNet(torch.nn.Module):
-    """f(x) = m^{-1/2} relu(x^ W^T) a, with x^ = unit_rows(feature_map(x)).
+INPUT_MAPS = ("none", "center", "standardize")
 
-    Shapes: x (N, d) -> f (N, C). ``W`` (m, d) is the only parameter; ``a`` (m, C) is
-    a buffer of fixed signs. ``kind`` is a label ("relu" or "attn") for tables.
+
+class InputMap(torch.nn.Module):
+    """A fixed affine map of the pixels, x -> (x - mu) / sigma (mu, sigma: (d,) buffers).
+
+    The paper scales pixels to [0, 1] and unit-normalises the rows; it does not say whether it
+    centres them. :meth:`fit` builds ``"center"`` (mu = the training set's mean image,
+    sigma = 1) or ``"standardize"`` (per-pixel mean and standard deviation, sigma floored at
+    ``floor`` so constant pixels stay finite). The map is part of the network: attacks still move
+    raw pixels in [0, 1], and the statistics stay those of the original training set.
+    """
+
+    def __init__(self, mu: torch.Tensor, sigma: torch.Tensor, kind: str = "center") -> None:
+        super().__init__()
+        self.register_buffer("mu", torch.as_tensor(mu, dtype=torch.float64))
+        self.register_buffer("sigma", torch.as_tensor(sigma, dtype=torch.float64))
+        self.kind = kind
+
+    @classmethod
+    def fit(cls, X_train, kind: str, *, floor: float = 1e-2) -> "InputMap | None":
+        """The map of ``kind`` ("none" gives None) from a training set X_train (n, d) of pixels."""
+        from ._validation import check_option
+
+        check_option(kind, "input_map", INPUT_MAPS)
+        if kind == "none":
+            return None
+        X = as_tensor(X_train, "X_train", ndim=2, min_rows=2)
+        mu = X.mean(0)
+        sigma = X.std(0).clamp_min(floor) if kind == "standardize" else torch.ones_like(mu)
+        return cls(mu, sigma, kind)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mu.to(x.dtype)) / self.sigma.to(x.dtype)
+
+
+class TwoLayerNet(torch.nn.Module):
+    """f(x) = m^{-1/2} relu(x^ W^T) a, with x^ = unit_rows(feature_map(input_map(x))).
+
+    Shapes: x (N, d) -> f (N, C). ``W`` (m, d) is the only parameter, initialised
+    w_r ~ N(0, init_scale^2 I) (1: the NTK initialisation; a small scale, e.g. 0.01, is the
+    "standard parametrisation with small initialisation" alternative: the kernel at
+    initialisation is the same, since only the signs of w_r . x^ enter it, but Adam steps and
+    the L2 penalty move small weights much further relative to their size). ``a`` (m, C) is a
+    buffer of fixed signs. ``input_map``: an optional :class:`InputMap` (centring or
+    standardising the pixels first). ``kind`` is a label ("relu" or "attn") for tables.
     """
 
     def __init__(
@@ -60,17 +104,25 @@ class TwoLayerNet(torch.nn.Module):
         kind: str = "relu",
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
+        init_scale: float = 1.0,
+        input_map: InputMap | None = None,
     ) -> None:
         super().__init__()
+        from ._validation import check_range
+
         d = check_int(d, "d")
         width = check_int(width, "width")
         n_outputs = check_int(n_outputs, "n_outputs")
+        init_scale = check_range(init_scale, "init_scale", 0.0, float("inf"), lo_open=True)
         gen = torch.Generator().manual_seed(int(seed))
         W = torch.randn(width, d, generator=gen, dtype=torch.float64)
+        if init_scale != 1.0:
+            W = W * init_scale
         a = torch.randint(0, 2, (width, n_outputs), generator=gen).to(torch.float64) * 2 - 1
         self.W = torch.nn.Parameter(W.to(dtype))
         self.register_buffer("a", a.to(dtype))
         self.feature_map = feature_map
+        self.input_map = input_map
         self.kind = kind
         self.seed = int(seed)
 
@@ -91,6 +143,8 @@ class TwoLayerNet(torch.nn.Module):
         x = as_tensor(x, "x", ndim=2, dtype=self.W.dtype)
         if x.shape[1] != self.d:
             raise ValueError(f"x has {x.shape[1]} features, the model expects d = {self.d}")
+        if self.input_map is not None:
+            x = self.input_map(x)
         h = x if self.feature_map is None else self.feature_map(x)
         return unit_rows(h)
 
@@ -102,29 +156,44 @@ class TwoLayerNet(torch.nn.Module):
         return self.forward_features(self.features(x))
 
 
-def relu_net(d: int, width: int, n_outputs: int = 1, *, seed: int = 0, dtype=torch.float32) -> TwoLayerNet:
+def relu_net(d: int, width: int, n_outputs: int = 1, *, seed: int = 0, dtype=torch.float32,
+             init_scale: float = 1.0, input_map: InputMap | None = None) -> TwoLayerNet:
     """The 2L-ReLU baseline: the two-layer net on the unit-normalised raw input."""
-    return TwoLayerNet(d, width, n_outputs, feature_map=None, kind="relu", seed=seed, dtype=dtype)
+    return TwoLayerNet(d, width, n_outputs, feature_map=None, kind="relu", seed=seed, dtype=dtype,
+                       init_scale=init_scale, input_map=input_map)
 
 
-def mlp_attn(X_keys, width: int, n_outputs: int = 1, *, seed: int = 0, dtype=torch.float32) -> TwoLayerNet:
+def mlp_attn(X_keys, width: int, n_outputs: int = 1, *, seed: int = 0, dtype=torch.float32,
+             init_scale: float = 1.0, input_map: InputMap | None = None) -> TwoLayerNet:
     """MLP-Attn: the two-layer net on unit-normalised linearized attention C x, C = X_keys^T X_keys.
 
-    ``X_keys`` (n, d) is the training set the attention runs over (transductive).
+    ``X_keys`` (n, d) is the training set the attention runs over (transductive), already in the
+    space the attention sees: with an ``input_map``, build them as
+    ``attention_keys(X_train, input_map=input_map)``.
     """
     att = LinearizedAttention(X_keys)
-    return TwoLayerNet(att.d, width, n_outputs, feature_map=att, kind="attn", seed=seed, dtype=dtype)
+    return TwoLayerNet(att.d, width, n_outputs, feature_map=att, kind="attn", seed=seed, dtype=dtype,
+                       init_scale=init_scale, input_map=input_map)
 
 
-def attention_keys(X, *, unit_keys: bool = True) -> torch.Tensor:
+def attention_keys(X, *, unit_keys: bool = True, input_map: InputMap | None = None) -> torch.Tensor:
     """The keys (n, d) an MLP-Attn model attends over, from a training set X (n, d) of pixels.
 
-    ``unit_keys=True`` (the paper's preprocessing): the unit-normalised rows x_i / ||x_i||_2
-    (:func:`unit_rows`; a zero row is an error); ``False``: X itself (as float64).
+    The rows are first mapped by ``input_map`` (if any, e.g. centred), then, with
+    ``unit_keys=True`` (the paper's preprocessing), unit-normalised, x_i / ||x_i||_2
+    (:func:`unit_rows`; a zero row is an error); ``False``: kept as they are (float64).
     Build the model with ``mlp_attn(attention_keys(X_train), width, C)``.
     """
     X = as_tensor(X, "X", ndim=2, min_rows=1)
+    if input_map is not None:
+        X = input_map(X)
     return unit_rows(X) if unit_keys else X
+
+
+def model_keys(model: torch.nn.Module, X, *, unit_keys: bool = True) -> torch.Tensor:
+    """:func:`attention_keys` of X through the model's own input map (the keys it would attend over
+    had it been built on X)."""
+    return attention_keys(X, unit_keys=unit_keys, input_map=getattr(model, "input_map", None))
 
 
 def with_attention_keys(model: torch.nn.Module, X_keys) -> torch.nn.Module:
@@ -154,7 +223,7 @@ def check_attention_keys(model: torch.nn.Module, X_train, *, unit_keys: bool = T
     fm = getattr(model, "feature_map", None)
     if fm is None:
         return
-    keys = attention_keys(X_train, unit_keys=unit_keys)
+    keys = model_keys(model, X_train, unit_keys=unit_keys)
     V = torch.randn(keys.shape[1], 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     CV = keys.T @ (keys @ V)  # C V without forming C
     if fm.C.shape != (keys.shape[1], keys.shape[1]) or not torch.allclose(

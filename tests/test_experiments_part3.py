@@ -94,3 +94,29 @@ def test_scales_and_adversarial_recipe():
     assert (a.at_epochs, a.at_steps, a.at_step_size, a.tasks, a.attacks) == (100, 40, 0.01, ("mnist", "cifar10"), ("pgd",))
     with pytest.raises(ValueError, match="at_steps"):
         AdversarialConfig.quick(at_steps=0)
+
+
+def test_input_map_and_init_scale_are_open_choices_that_keep_old_keys(toy):
+    from linattn.models import InputMap, model_keys
+
+    exp = experiments.get("malleability_tables")
+    base = exp.cells(TableConfig.quick())
+    assert "input_map" not in base[0] and "init_scale" not in base[0]  # defaults leave the keys as they were
+    alt = exp.cells(TableConfig.quick(input_map="center", init_scale=0.01))
+    assert alt[0]["input_map"] == "center" and alt[0]["init_scale"] == 0.01
+    X, y = toy.X_train, toy.y_train
+    m = paper_model("attn", X, y, C, width=16, seed=0, input_map="center", init_scale=0.01)
+    mu = X.mean(0)
+    torch.testing.assert_close(m.input_map(X), X - mu)
+    keys = (X - mu) / (X - mu).norm(dim=1, keepdim=True)
+    torch.testing.assert_close(m.feature_map.C.to(F64), keys.T @ keys)      # attention over centred rows
+    torch.testing.assert_close(model_keys(m, X), keys)
+    ref = paper_model("attn", X, y, C, width=16, seed=0)
+    torch.testing.assert_close(m.W, 0.01 * ref.W)                           # same directions, smaller
+    std = InputMap.fit(X, "standardize")
+    torch.testing.assert_close(std(X).std(0), torch.ones(D, dtype=F64))
+    assert InputMap.fit(X, "none") is None
+    with pytest.raises(ValueError, match="input_map"):
+        TableConfig.quick(input_map="whiten")
+    with pytest.raises(ValueError, match="init_scale"):
+        TableConfig.quick(init_scale=0.0)

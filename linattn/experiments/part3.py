@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
 import numpy as np
@@ -51,6 +51,10 @@ class TableConfig(Config):
     eps, tau: attack radius and selected fraction [v1: 0.3, 10%]; ridge: the kernel ridge [ours].
     attacks: the attacks of the tables plus the "noise" control; fixed_attacks: those also run
         with MLP-Attn's C held fixed (the control for the recomputed attention).
+    input_map, init_scale: open choices of the paper [ours: "none", 1.0]: pixels centred or
+        standardised before the unit norm (:class:`linattn.models.InputMap`), and the scale of
+        the initial weights (1: NTK initialisation; 0.01: small initialisation). Left out of a
+        cell's key at their defaults, so cells stored before they existed keep their keys.
 
     Scales: quick (the book's build): n = 200, t = 60 from the quick pool, width 128, 3 seeds,
     20 epochs. Paper: n = 5,000, t = 1,000 from the official splits, width 1024, 500 epochs.
@@ -70,6 +74,8 @@ class TableConfig(Config):
     ridge: float = 1e-3
     attacks: tuple[str, ...] = ATTACKS
     fixed_attacks: tuple[str, ...] = ("pgd", "noise")
+    input_map: str = field(default="none", metadata={"omit_default": True})
+    init_scale: float = field(default=1.0, metadata={"omit_default": True})
 
     SCALES = {"quick": {}, "paper": dict(n_train=5000, n_test=1000, pool_per_class=None, width=1024, epochs=500)}
 
@@ -93,6 +99,7 @@ class TableConfig(Config):
         check_range(self.ridge, "ridge", 0.0, float("inf"), lo_open=True)
         for a in (*self.attacks, *self.fixed_attacks):
             check_option(a, "attack", ATTACKS)
+        _check_model_options(self.input_map, self.init_scale)
         if round(self.tau * self.n_train) < 1:
             raise ValueError(f"tau = {self.tau} of n_train = {self.n_train} selects no point; raise tau or n_train")
 
@@ -129,6 +136,13 @@ class AdversarialConfig(TableConfig):
 # --------------------------------------------------------------------------- the models
 
 
+def _check_model_options(input_map: str, init_scale: float) -> None:
+    from ..models import INPUT_MAPS
+
+    check_option(input_map, "input_map", INPUT_MAPS)
+    check_range(init_scale, "init_scale", 0.0, float("inf"), lo_open=True)
+
+
 def paper_model(
     kind: Literal["relu", "attn"],
     X_train,
@@ -140,6 +154,8 @@ def paper_model(
     protocol: TrainProtocol | None = None,
     adversarial: dict | None = None,
     dtype: torch.dtype = torch.float32,
+    input_map: str = "none",
+    init_scale: float = 1.0,
 ) -> torch.nn.Module:
     """A 2L-ReLU (``"relu"``) or MLP-Attn (``"attn"``, keys = unit rows of X_train) network, trained.
 
@@ -147,9 +163,11 @@ def paper_model(
     ``n_classes == 2``, else n_classes logits with cross-entropy [v1]. ``protocol`` None or with
     0 epochs: the network at initialisation. ``adversarial`` = {"eps", "steps", "step_size"}:
     Madry PGD training (:func:`linattn.train.adversarial_train`) instead of standard training.
+    ``input_map`` ("none", "center", "standardize": fitted on X_train, part of the network) and
+    ``init_scale`` (of the initial weights): see :class:`linattn.models.TwoLayerNet`.
     """
     from ..data import regression_targets
-    from ..models import attention_keys, mlp_attn, relu_net
+    from ..models import InputMap, attention_keys, mlp_attn, relu_net
     from ..train import adversarial_train, train
 
     check_option(kind, "kind", ("relu", "attn"))
@@ -157,10 +175,12 @@ def paper_model(
     y_train = torch.as_tensor(np.asarray(y_train)).long()
     C = 1 if check_int(n_classes, "n_classes", minimum=2) == 2 else n_classes
     d = X_train.shape[1]
+    im = InputMap.fit(X_train, input_map)
     if kind == "relu":
-        model = relu_net(d, width, C, seed=seed, dtype=dtype)
+        model = relu_net(d, width, C, seed=seed, dtype=dtype, init_scale=init_scale, input_map=im)
     else:
-        model = mlp_attn(attention_keys(X_train), width, C, seed=seed, dtype=dtype)
+        model = mlp_attn(attention_keys(X_train, input_map=im), width, C, seed=seed, dtype=dtype,
+                         init_scale=init_scale, input_map=im)
     targets = y_train if C > 1 else regression_targets(y_train, 1)
     if adversarial is not None:
         adversarial_train(model, X_train, targets, eps=adversarial["eps"], steps=adversarial["steps"],
@@ -231,7 +251,8 @@ def _run(params: dict, cls: type, device: str) -> dict[str, list[dict]]:
         adversarial = {"eps": cfg.eps, "steps": cfg.at_steps, "step_size": cfg.at_step_size}
         protocol = dataclasses.replace(cfg.protocol, epochs=cfg.at_epochs)
     model = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=cfg.width, seed=seed,
-                        protocol=protocol, adversarial=adversarial)
+                        protocol=protocol, adversarial=adversarial, input_map=cfg.input_map,
+                        init_scale=cfg.init_scale)
     rows = table_rows(td, model, cfg, kind=kind, seed=seed,
                       training="adversarial" if adversarial else "standard")
     return {"rows": rows}
@@ -352,6 +373,8 @@ class CurvesConfig(Config):
     base_tau: float = 0.1
     attacks: tuple[str, ...] = ("pgd", "noise")
     ridge: float = 1e-3
+    input_map: str = field(default="none", metadata={"omit_default": True})
+    init_scale: float = field(default=1.0, metadata={"omit_default": True})
 
     SCALES = {"quick": {}, "paper": dict(
         seeds=(0, 1, 2), ns=(200, 500, 1000, 2000, 5000), widths=(16, 64, 256, 1024, 4096), base_n=5000,
@@ -379,6 +402,7 @@ class CurvesConfig(Config):
                 raise ValueError(f"tau = {t} selects no point of the smallest n; raise tau or n")
         for a in self.attacks:
             check_option(a, "attack", ATTACKS)
+        _check_model_options(self.input_map, self.init_scale)
 
 
 def _curve_cells(config: CurvesConfig) -> list[dict]:
@@ -431,7 +455,8 @@ def run_curve_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
     snapshots: dict[int, torch.nn.Module] = {}
     keep = lambda epoch, model: snapshots.__setitem__(epoch, copy.deepcopy(model)) if epoch in grid else None
     model = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=width, seed=seed,
-                        protocol=dataclasses.replace(cfg.protocol, epochs=0))
+                        protocol=dataclasses.replace(cfg.protocol, epochs=0), input_map=cfg.input_map,
+                        init_scale=cfg.init_scale)
     if cfg.protocol.epochs:
         from ..data import regression_targets
         from ..train import train
