@@ -120,3 +120,20 @@ def test_input_map_and_init_scale_are_open_choices_that_keep_old_keys(toy):
         TableConfig.quick(input_map="whiten")
     with pytest.raises(ValueError, match="init_scale"):
         TableConfig.quick(init_scale=0.0)
+
+
+def test_flip_summary_pools_counts_over_seeds_with_wilson_intervals():
+    from linattn.experiments.part3 import flip_ratio, flip_summary, near_chance
+    from linattn.stats import rate_ratio, wilson_interval
+
+    rows = [dict(task="t", model=m, attention="a", attack="pgd", seed=s, flip_rate=k / 20, n_flipped=k, n_tracked=20,
+                 spearman=0.5, overlap=0.4, train_acc=0.9, test_acc=0.8)
+            for m, ks in (("attn", (6, 8, 4)), ("relu", (1, 0, 2))) for s, k in enumerate(ks)]
+    attn, relu = flip_summary(rows)
+    assert (attn["k"], attn["n"], attn["seeds"]) == (18, 60, 3) and attn["rate"] == 0.3
+    assert (attn["lo"], attn["hi"]) == pytest.approx(wilson_interval(18, 60))
+    assert (attn["seed_min"], attn["seed_max"]) == (0.2, 0.4) and attn["test_acc"] == pytest.approx(0.8)
+    r = flip_ratio(attn, relu)
+    assert r["ratio"] == pytest.approx(6.0) and r == rate_ratio(18, 60, 3, 60)
+    assert r["lo"] < 6.0 < r["hi"]
+    assert near_chance(0.15, 10) and not near_chance(0.5, 10) and near_chance(0.55, 2)

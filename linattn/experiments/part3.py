@@ -30,6 +30,7 @@ from ..train import TrainProtocol
 from .base import Config, Experiment
 
 __all__ = ["TableConfig", "AdversarialConfig", "CurvesConfig", "paper_model", "accuracy", "table_rows",
+           "flip_summary", "flip_ratio", "near_chance",
            "MALLEABILITY_TABLES", "ADVERSARIAL_TABLES", "TASK_KAPPA", "MALLEABILITY_CURVES", "TASK_LABELS"]
 
 TASKS = ("mnist", "mnist_3v8", "cifar10", "cifar_car_plane")
@@ -495,3 +496,43 @@ MALLEABILITY_CURVES = Experiment(
     data=lambda p: _needs({"task": p["task"], "pool_per_class": p.get("pool_per_class", 500)}),
     work=_curve_work,
 )
+
+
+# --------------------------------------------------------------------------- summaries with intervals
+
+
+def flip_summary(rows: list[dict], by: tuple[str, ...] = ("task", "model", "attention", "attack"),
+                 level: float = 0.95) -> list[dict]:
+    """Flip rates pooled over seeds, with their counts and a Wilson interval.
+
+    Per group of ``by``: ``k`` flipped of ``n`` tracked scores over all seeds, ``rate`` = k / n,
+    ``lo``, ``hi`` (Wilson, ``level``), the per-seed mean, min and max, the seeds, the mean
+    Spearman rho and top-tau overlap, and the networks' mean train and test accuracy.
+    """
+    from ..stats import pooled_rate
+    from ..tables import group_rows
+
+    out = []
+    for key, group in group_rows(rows, by).items():
+        pooled = pooled_rate([r["n_flipped"] for r in group], [r["n_tracked"] for r in group], level)
+        per_seed = [r["flip_rate"] for r in group]
+        mean = lambda f: float(np.mean([r[f] for r in group]))
+        out.append({**dict(zip(by, key)), **pooled, "seed_mean": float(np.mean(per_seed)),
+                    "seed_min": min(per_seed), "seed_max": max(per_seed), "seeds": len(group),
+                    "spearman": mean("spearman"), "overlap": mean("overlap"),
+                    "train_acc": mean("train_acc"), "test_acc": mean("test_acc")})
+    return out
+
+
+def flip_ratio(attn: dict, relu: dict, level: float = 0.95) -> dict:
+    """MLP-Attn's flip rate over 2L-ReLU's, from two :func:`flip_summary` rows: the ratio of the
+    pooled rates with its Katz log interval (:func:`linattn.stats.rate_ratio`)."""
+    from ..stats import rate_ratio
+
+    return rate_ratio(attn["k"], attn["n"], relu["k"], relu["n"], level)
+
+
+def near_chance(acc: float, n_classes: int, margin: float = 0.1) -> bool:
+    """True when an accuracy is within ``margin`` of chance (1 / n_classes): a verdict drawn from
+    such a network is labelled so."""
+    return acc < 1.0 / n_classes + margin
