@@ -3,6 +3,7 @@
     python benchmarks/bench_cells.py                    # report: stored cells' wall times, by experiment and scale
     python benchmarks/bench_cells.py --measure          # also time one reduced paper-scale cell of each experiment
     python benchmarks/bench_cells.py --measure --write  # ... and write the rates to linattn/cell_costs.json
+    python benchmarks/bench_cells.py --from-store --write   # the stored cells' median rates -> linattn/cell_costs.json
     python benchmarks/bench_cells.py --quick            # smoke test (tiny cells)
 
 The runner estimates a run's time (``linattn reproduce --dry-run``) as rate x work(params), where
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=5, help="training epochs of the reduced cells")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smoke test: quick-scale cells, 1 epoch")
+    ap.add_argument("--from-store", action="store_true",
+                    help="rates from the stored cells (median over each experiment's cpu cells)")
     args = ap.parse_args(argv)
     print(f"torch {torch.__version__}, CPU threads {args.threads}, store {Store().root}")
     print("\nstored cells (wall time per cell):")
@@ -96,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in stored_report(Store()):
         print(f"{r['experiment']:22s} {r['scale']:7s} {r['device'][:28]:28s} {r['cells']:5d} {r['median_s']:9.2f} "
               f"{r['max_s']:8.1f} {r['total_min']:9.1f}")
+    if args.from_store:
+        rates: dict[str, dict[str, list]] = {}
+        for r in stored_report(Store()):
+            if r["device"].startswith("cpu"):
+                rates.setdefault(r["experiment"], {}).setdefault(r["scale"], []).append(r["rate"])
+        # paper-scale cells where there are any (small cells are dominated by fixed overheads)
+        _write({k: {"cpu": statistics.median(v.get("paper") or [x for xs in v.values() for x in xs])}
+                for k, v in rates.items()}, args.write)
     if not (args.measure or args.quick):
         return 0
     scale, epochs = ("quick", 1) if args.quick else ("paper", args.epochs)
@@ -110,12 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         rates[name] = {"cpu": r["rate"]}
         print(f"{name:22s} {r['measured_s']:10.1f} {runner.fmt_seconds(r['full_cell_s']):>16s} "
               f"{r['all_cells_h']:13.1f} h  {r['cell']} ({r['n_cells']} cells)", flush=True)
-    if args.write and not args.quick:
-        old = json.loads(runner.COSTS_PATH.read_text()) if runner.COSTS_PATH.exists() else {}
-        old.update(rates)
-        runner.COSTS_PATH.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
-        print(f"rates -> {runner.COSTS_PATH}")
+    _write(rates, args.write and not args.quick)
     return 0
+
+
+def _write(rates: dict, write: bool) -> None:
+    """Merge ``rates`` (experiment -> {"cpu": seconds per unit of work}) into linattn/cell_costs.json."""
+    for name, r in sorted(rates.items()):
+        print(f"  rate {name:22s} {r['cpu']:.3g} s per unit of work")
+    if not write:
+        return
+    old = json.loads(runner.COSTS_PATH.read_text()) if runner.COSTS_PATH.exists() else {}
+    old.update(rates)
+    runner.COSTS_PATH.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
+    print(f"rates -> {runner.COSTS_PATH}")
 
 
 if __name__ == "__main__":
