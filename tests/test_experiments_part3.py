@@ -137,3 +137,26 @@ def test_flip_summary_pools_counts_over_seeds_with_wilson_intervals():
     assert r["ratio"] == pytest.approx(6.0) and r == rate_ratio(18, 60, 3, 60)
     assert r["lo"] < 6.0 < r["hi"]
     assert near_chance(0.15, 10) and not near_chance(0.5, 10) and near_chance(0.55, 2)
+
+
+def test_curve_points_move_one_axis_at_a_time():
+    from linattn.experiments.part3 import CurvesConfig, curve_points, curve_ratios, flip_summary
+
+    cfg = CurvesConfig.quick(ns=(100, 200), widths=(32, 128), base_n=200, base_width=128, epochs=4,
+                             checkpoints=(0,), eps_values=(0.1, 0.3), taus=(0.1,), attacks=("pgd",))
+    rows = []
+    for model, attention in (("relu", "n/a"), ("attn", "recompute")):
+        for n, w, epoch, eps in ((100, 128, 4, 0.3), (200, 128, 4, 0.3), (200, 32, 4, 0.3), (200, 128, 0, 0.3),
+                                 (200, 128, 4, 0.1), (100, 32, 4, 0.1)):  # the last is on no curve
+            rows.append(dict(model=model, attention=attention, attack="pgd", n=n, width=w, epoch=epoch, eps=eps,
+                             tau=0.1, seed=0, flip_rate=0.5 if model == "attn" else 0.25, n_flipped=5 if model == "attn" else 2,
+                             n_tracked=10 if model == "attn" else 8, spearman=0.5, overlap=0.5, train_acc=0.9, test_acc=0.9))
+    pts = curve_points(rows, cfg)
+    axes = sorted({(k[3], k[4]) for k in pts})
+    assert axes == [("epoch", 0), ("epoch", 4), ("eps", 0.1), ("eps", 0.3), ("n", 100), ("n", 200), ("tau", 0.1),
+                    ("width", 32), ("width", 128)]
+    assert pts[("attn", "recompute", "pgd", "n", 100)]["n"] == 10  # "n" of a summary is the count, the axis is in the key
+    ratios = curve_ratios(pts)
+    assert ratios[("width", 32)]["ratio"] == pytest.approx(0.5 / 0.25)
+    with pytest.raises(ValueError, match="overwritten"):
+        flip_summary(rows, by=("model", "n"))

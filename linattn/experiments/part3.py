@@ -30,7 +30,7 @@ from ..train import TrainProtocol
 from .base import Config, Experiment
 
 __all__ = ["TableConfig", "AdversarialConfig", "CurvesConfig", "paper_model", "accuracy", "robust_accuracy", "table_rows",
-           "flip_summary", "flip_ratio", "near_chance",
+           "flip_summary", "flip_ratio", "near_chance", "curve_points", "curve_ratios", "CURVE_AXES",
            "MALLEABILITY_TABLES", "ADVERSARIAL_TABLES", "TASK_KAPPA", "MALLEABILITY_CURVES", "TASK_LABELS"]
 
 TASKS = ("mnist", "mnist_3v8", "cifar10", "cifar_car_plane")
@@ -432,8 +432,11 @@ def _curve_cells(config: CurvesConfig) -> list[dict]:
     common = config.common_params(("models", "seeds", "ns", "widths", "base_n", "base_width"))
     points = list(dict.fromkeys([(n, config.base_width) for n in config.ns]
                                 + [(config.base_n, w) for w in config.widths]))
+    # cheapest points first, both models and every seed of a point together, so that a run stopped
+    # half-way already holds complete curves over the smaller n and widths
+    points.sort(key=lambda nw: _curve_work(dict(common, n=nw[0], width=nw[1])))
     return [dict(common, model=m, seed=int(s), n=int(n), width=int(w))
-            for m in config.models for s in config.seeds for n, w in points]
+            for n, w in points for s in config.seeds for m in config.models]
 
 
 def _grid(cfg: CurvesConfig) -> dict[int, list[tuple[float, float]]]:
@@ -534,6 +537,9 @@ def flip_summary(rows: list[dict], by: tuple[str, ...] = ("task", "model", "atte
     from ..stats import pooled_rate
     from ..tables import group_rows
 
+    clash = set(by) & {"rate", "k", "n", "lo", "hi", "seeds", "spearman", "overlap", "train_acc", "test_acc"}
+    if clash:
+        raise ValueError(f"by = {by}: {sorted(clash)} would be overwritten by the summary; rename the field first")
     out = []
     for key, group in group_rows(rows, by).items():
         pooled = pooled_rate([r["n_flipped"] for r in group], [r["n_tracked"] for r in group], level)
@@ -558,3 +564,37 @@ def near_chance(acc: float, n_classes: int, margin: float = 0.1) -> bool:
     """True when an accuracy is within ``margin`` of chance (1 / n_classes): a verdict drawn from
     such a network is labelled so."""
     return acc < 1.0 / n_classes + margin
+
+
+CURVE_AXES = ("n", "width", "epoch", "eps", "tau")
+
+
+def curve_points(rows: list[dict], config: CurvesConfig, level: float = 0.95) -> dict[tuple, dict]:
+    """The curves of :class:`CurvesConfig` rows, one axis moved at a time around the base point.
+
+    Returns {(model, attention, attack, axis, value): :func:`flip_summary` row}, for axis in
+    :data:`CURVE_AXES`: a row belongs to the curve of ``axis`` when every other coordinate (n,
+    width, epoch, eps, tau) is at the base point (base n, base width, the end of training, base
+    eps, base tau).
+    """
+    base = {"n_train": config.base_n, "width": config.base_width, "epoch": config.protocol.epochs,
+            "eps": config.base_eps, "tau": config.base_tau}
+    axes = dict(zip(base, CURVE_AXES))  # row field -> axis name ("n" is the pooled count in a summary)
+    out = {}
+    for s in flip_summary([dict(r, n_train=r["n"]) for r in rows], by=("model", "attention", "attack", *base),
+                          level=level):
+        for field in base:
+            if all(s[k] == base[k] for k in base if k != field):
+                out[(s["model"], s["attention"], s["attack"], axes[field], s[field])] = s
+    return out
+
+
+def curve_ratios(points: dict[tuple, dict], attack: str = "pgd", level: float = 0.95) -> dict[tuple, dict]:
+    """{(axis, value): MLP-Attn / 2L-ReLU flip-rate ratio (Katz interval)} along every curve of
+    :func:`curve_points` where both models were measured."""
+    out = {}
+    for (model, attention, att, axis, v), s in points.items():
+        relu = points.get(("relu", "n/a", att, axis, v))
+        if model == "attn" and attention == "recompute" and att == attack and relu is not None:
+            out[(axis, v)] = flip_ratio(s, relu, level)
+    return out
