@@ -6,6 +6,7 @@
 #   DEVICE=cuda scripts/run_paper.sh                               # one GPU
 #   THREADS=1 WORKERS=2 scripts/run_paper.sh                       # two worker processes
 #   ONLY="malleability_tables task_kappa" scripts/run_paper.sh     # a subset, in this order
+#   ONLY="malleability_tables:tasks=mnist;input_map=center" ...    # NAME:KEY=VALUE;KEY=VALUE sets config keys
 #
 # Then commit results/ (the cells carry their provenance) and `linattn results verify`.
 set -euo pipefail
@@ -15,7 +16,9 @@ DEVICE=${DEVICE:-cpu}
 WORKERS=${WORKERS:-1}
 THREADS_ARG=${THREADS:+--threads $THREADS}
 ORDER=${ONLY:-"task_kappa kappa_vs_n premise kappa_full width_facts
-malleability_tables:tasks=mnist malleability_curves malleability_tables:tasks=mnist_3v8
+malleability_tables:tasks=mnist malleability_curves:widths=1024
+malleability_tables:tasks=mnist;input_map=center malleability_tables:tasks=mnist;init_scale=0.01
+malleability_tables:tasks=mnist;weight_decay=0 malleability_tables:tasks=mnist_3v8 malleability_curves
 malleability_tables adversarial_tables:tasks=mnist adversarial_tables width_sweep:tasks=mnist width_sweep"}
 for item in $ORDER; do
   name=${item%%:*}
