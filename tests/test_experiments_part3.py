@@ -160,3 +160,26 @@ def test_curve_points_move_one_axis_at_a_time():
     assert ratios[("width", 32)]["ratio"] == pytest.approx(0.5 / 0.25)
     with pytest.raises(ValueError, match="overwritten"):
         flip_summary(rows, by=("model", "n"))
+
+
+def test_the_kernel_regime_control_uses_theta_inf(toy):
+    from linattn.experiments.part3 import kernel_fn_of, verdict_summary
+    from linattn.kernels import ntk_inf
+
+    assert kernel_fn_of("empirical") is None and kernel_fn_of("infinite") is ntk_inf
+    with pytest.raises(ValueError, match="kernel"):
+        TableConfig.quick(kernel="gaussian")
+    exp = experiments.get("malleability_tables")
+    assert "kernel" not in exp.cells(TableConfig.quick())[0]
+    cfg = TableConfig.quick(width=16, epochs=2, tau=0.25, attacks=("pgd", "noise"), fixed_attacks=(), kernel="infinite")
+    model = paper_model("attn", toy.X_train, toy.y_train, C, width=16, seed=1, protocol=cfg.protocol)
+    rows = table_rows(toy, model, cfg, kind="attn", seed=1, kernel_fn=kernel_fn_of(cfg.kernel))
+    direct = malleability(model, toy.X_train, toy.y_train, toy.X_test, toy.y_test, attack="pgd", eps=cfg.eps,
+                          tau=cfg.tau, ridge=cfg.ridge, kernel_fn=ntk_inf, seed=1)
+    assert rows[0]["flip_rate"] == direct.flip_rate and rows[0]["spearman"] == direct.spearman
+    relu = paper_model("relu", toy.X_train, toy.y_train, C, width=16, seed=1, protocol=cfg.protocol)
+    rows += table_rows(toy, relu, cfg, kind="relu", seed=1, kernel_fn=ntk_inf)
+    rows = [dict(r, attack=r["attack"]) for r in rows] + [dict(r, attack="fgsm") for r in rows if r["attack"] == "pgd"] \
+        + [dict(r, attack="mim") for r in rows if r["attack"] == "pgd"]
+    v = verdict_summary(rows, "toy")
+    assert set(v) >= {"ratio", "noise_ratio", "pgd_relu", "pgd_attn", "train_acc_attn"}

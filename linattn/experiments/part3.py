@@ -30,13 +30,23 @@ from ..train import TrainProtocol
 from .base import Config, Experiment
 
 __all__ = ["TableConfig", "AdversarialConfig", "CurvesConfig", "paper_model", "accuracy", "robust_accuracy", "table_rows",
-           "flip_summary", "flip_ratio", "near_chance", "curve_points", "curve_ratios", "CURVE_AXES",
+           "flip_summary", "flip_ratio", "near_chance", "verdict_summary", "kernel_fn_of", "KERNELS", "curve_points", "curve_ratios", "CURVE_AXES",
            "MALLEABILITY_TABLES", "ADVERSARIAL_TABLES", "TASK_KAPPA", "MALLEABILITY_CURVES", "TASK_LABELS"]
 
 TASKS = ("mnist", "mnist_3v8", "cifar10", "cifar_car_plane")
 TASK_LABELS = {"mnist": "MNIST", "mnist_3v8": "MNIST 3 vs 8", "cifar10": "CIFAR-10",
                "cifar_car_plane": "CIFAR-10 cars vs planes"}
 ATTACKS = ("fgsm", "pgd", "mim", "noise")
+KERNELS = ("empirical", "infinite")
+
+
+def kernel_fn_of(kind: str):
+    """The influence kernel of a config: None (the empirical NTK, the protocol's default) or
+    Theta_inf of the model's own feature map (:func:`linattn.kernels.ntk_inf`)."""
+    from ..kernels import ntk_inf
+
+    check_option(kind, "kernel", KERNELS)
+    return None if kind == "empirical" else ntk_inf
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,13 @@ class TableConfig(Config):
         with MLP-Attn's C held fixed (the control for the recomputed attention).
     input_map, init_scale: open choices of the paper [ours: "none", 1.0]: pixels centred or
         standardised before the unit norm (:class:`linattn.models.InputMap`), and the scale of
-        the initial weights (1: NTK initialisation; 0.01: small initialisation). Left out of a
-        cell's key at their defaults, so cells stored before they existed keep their keys.
+        the initial weights (1: NTK initialisation; 0.01: small initialisation).
+    kernel: the kernel the influences are computed with: "empirical" (the trained network's
+        empirical NTK, v1's) or "infinite" (the infinite-width NTK Theta_inf of the same feature
+        map: the kernel regime itself, the control that separates what the attention kernel's
+        geometry does from what finite width and training do).
+    These three are left out of a cell's key at their defaults, so cells stored before they
+    existed keep their keys.
 
     Scales: quick (the book's build): n = 200, t = 60 from the quick pool, width 128, 3 seeds,
     40 epochs (80 Adam steps) at lr 1e-2 [ours], enough for the networks to learn (on MNIST
@@ -80,6 +95,7 @@ class TableConfig(Config):
     fixed_attacks: tuple[str, ...] = ("pgd", "noise")
     input_map: str = field(default="none", metadata={"omit_default": True})
     init_scale: float = field(default=1.0, metadata={"omit_default": True})
+    kernel: str = field(default="empirical", metadata={"omit_default": True})
 
     SCALES = {"quick": dict(lr=1e-2, epochs=40),
               "paper": dict(n_train=5000, n_test=1000, pool_per_class=None, width=1024, epochs=500)}
@@ -105,6 +121,7 @@ class TableConfig(Config):
         for a in (*self.attacks, *self.fixed_attacks):
             check_option(a, "attack", ATTACKS)
         _check_model_options(self.input_map, self.init_scale)
+        check_option(self.kernel, "kernel", KERNELS)
         if round(self.tau * self.n_train) < 1:
             raise ValueError(f"tau = {self.tau} of n_train = {self.n_train} selects no point; raise tau or n_train")
 
@@ -275,8 +292,8 @@ def _run(params: dict, cls: type, device: str) -> dict[str, list[dict]]:
     model = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=cfg.width, seed=seed,
                         protocol=protocol, adversarial=adversarial, input_map=cfg.input_map,
                         init_scale=cfg.init_scale)
-    rows = table_rows(td, model, cfg, kind=kind, seed=seed,
-                      training="adversarial" if adversarial else "standard")
+    rows = table_rows(td, model, cfg, kind=kind, seed=seed, training="adversarial" if adversarial else "standard",
+                      kernel_fn=kernel_fn_of(cfg.kernel))
     return {"rows": rows}
 
 
@@ -598,3 +615,20 @@ def curve_ratios(points: dict[tuple, dict], attack: str = "pgd", level: float = 
         if model == "attn" and attention == "recompute" and att == attack and relu is not None:
             out[(axis, v)] = flip_ratio(s, relu, level)
     return out
+
+
+def verdict_summary(rows: list[dict], task: str, level: float = 0.95) -> dict:
+    """The Table 2 verdict of one task's rows in one line: both models' accuracies and PGD and noise
+    flip rates, the ratio MLP-Attn / 2L-ReLU pooled over FGSM, PGD and MIM (Katz interval), and the
+    same ratio under noise."""
+    mine = [r for r in rows if r["task"] == task]
+    S = {(s["model"], s["attention"], s["attack"]): s for s in flip_summary(mine, by=("model", "attention", "attack"), level=level)}
+    three = [r for r in mine if r["attack"] in ("fgsm", "pgd", "mim")]
+    S3 = {(s["model"], s["attention"]): s for s in flip_summary(three, by=("model", "attention"), level=level)}
+    relu, attn = ("relu", "n/a"), ("attn", "recompute")
+    return {"train_acc_relu": S[(*relu, "pgd")]["train_acc"], "train_acc_attn": S[(*attn, "pgd")]["train_acc"],
+            "test_acc_relu": S[(*relu, "pgd")]["test_acc"], "test_acc_attn": S[(*attn, "pgd")]["test_acc"],
+            "pgd_relu": S[(*relu, "pgd")]["rate"], "pgd_attn": S[(*attn, "pgd")]["rate"],
+            "noise_relu": S[(*relu, "noise")]["rate"], "noise_attn": S[(*attn, "noise")]["rate"],
+            "ratio": flip_ratio(S3[attn], S3[relu], level),
+            "noise_ratio": flip_ratio(S[(*attn, "noise")], S[(*relu, "noise")], level)}
