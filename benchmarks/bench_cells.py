@@ -17,7 +17,6 @@ machine's CPU with ``--threads`` threads, and extrapolates the full cell as rate
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys

@@ -126,7 +126,7 @@ def _raise_interrupt(signum, frame):  # pragma: no cover - exercised by the kill
 
 
 def _results(args: argparse.Namespace) -> int:
-    from . import experiments, runner
+    from . import runner
     from .store import CorruptCell, Store
 
     store = Store(getattr(args, "out", None))

@@ -51,7 +51,6 @@ Example
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal
 
@@ -59,7 +58,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from ._validation import as_tensor, check_consistent_length, check_int, check_option, check_range
+from ._validation import as_tensor, check_consistent_length, check_option, check_range
 from .attacks import attack as run_attack
 from .attacks import loss_closure, random_sign_noise
 from .influence import influence_loo, influence_scores

@@ -35,7 +35,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from .experiments.base import Config, Experiment
 from .store import CorruptCell, Record, Store, cell_key, provenance

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -600,9 +600,9 @@ def curve_points(rows: list[dict], config: CurvesConfig, level: float = 0.95) ->
     out = {}
     for s in flip_summary([dict(r, n_train=r["n"]) for r in rows], by=("model", "attention", "attack", *base),
                           level=level):
-        for field in base:
-            if all(s[k] == base[k] for k in base if k != field):
-                out[(s["model"], s["attention"], s["attack"], axes[field], s[field])] = s
+        for name in base:
+            if all(s[k] == base[k] for k in base if k != name):
+                out[(s["model"], s["attention"], s["attack"], axes[name], s[name])] = s
     return out
 
 
