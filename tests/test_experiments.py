@@ -94,6 +94,7 @@ def test_rows_are_tidy_and_complete(tiny):
     keys = {(r["task"], r["model"], r["width"], r["seed"], r["distance"]) for r in rows}
     assert len(keys) == len(rows)
     assert all(math.isfinite(r["value"]) and r["value"] >= 0 for r in rows)
+    assert all(0 < r["weight_change"] < 2 for r in rows)  # ||W_T - W_0|| / ||W_0||
     assert len(keep) == len(config.widths) * len(config.seeds) * 2
     curve = keep[("mnist", "attn", 64, 0)]
     assert curve["epoch"] == [0, 5, 10] and curve["drift"][0] == 0.0

@@ -74,6 +74,8 @@ class WidthSweepConfig(Config):
     ridge: the NTK predictor's ridge [ours: 1e-3]; f0: "zero" (kernel regression on the targets,
         the usual NTK predictor) or "network" (linearised around the network's own initial outputs).
     data_seed: the seed of the data subset (fixed across model seeds).
+    init_scale: w_r ~ N(0, init_scale^2 I) [ours: 1, the NTK initialisation; 0.01 is the small
+        initialisation of the standard parametrisation]. Left out of a cell's key at its default.
 
     Scales: ``quick`` (the book's build): widths 16, 64, 256, 1024, 4096 (the chapter computes
     up to 1024 live and reads 4096 from the store); 3 seeds; n = 256 (200 held
@@ -98,6 +100,7 @@ class WidthSweepConfig(Config):
     f0: str = "zero"
     data_seed: int = 0
     distances: tuple[str, ...] = tuple(DISTANCES)
+    init_scale: float = field(default=1.0, metadata={"omit_default": True})
 
     SCALES = {
         "quick": dict(widths=(16, 64, 256, 1024, 4096), epochs=40, lr=1e-2),
@@ -129,6 +132,9 @@ class WidthSweepConfig(Config):
             raise TypeError(f"protocol must be a TrainProtocol, got {type(self.protocol).__name__}")
         if self.f0 not in ("zero", "network"):
             raise ValueError(f"f0 must be 'zero' or 'network', got {self.f0!r}")
+        from .._validation import check_range
+
+        check_range(self.init_scale, "init_scale", 0.0, float("inf"), lo_open=True)
         unknown = [d for d in self.distances if d not in DISTANCES]
         if unknown:
             raise ValueError(f"unknown distances {unknown}; choose from {list(DISTANCES)}")
@@ -259,7 +265,8 @@ def _accuracy(f: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def run_one(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int, seed: int) -> dict:
-    """Train one network and measure every distance. Returns a dict with ``distances``
+    """Train one network and measure every distance. Returns a dict with ``weight_change``
+    (||W_T - W_0||_F / ||W_0||_F: how far training moved the weights), ``distances``
     (name -> {"value", "note"}), ``curve`` (epochs, kernel drift at each), the kernels
     (theta_init, theta_final, theta_inf on the n_ntk points), accuracies and timing."""
     from ..models import relu_net
@@ -271,7 +278,8 @@ def run_one(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int,
     # (d, width, outputs, seed). So the MLP-Attn network is the 2L-ReLU network applied to
     # the cached attention features: identical function, no attention recomputed per run.
     Xh, Xh_test = prep.features[kind]
-    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed).to(Xh.device)
+    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed, init_scale=config.init_scale).to(Xh.device)
+    W0 = model.W.detach().clone()
     with torch.no_grad():
         f0_train = model(Xh).to(torch.float64)
         f0_test = model(Xh_test).to(torch.float64)
@@ -305,6 +313,7 @@ def run_one(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int,
         "theta_inf": cpu(K_ntk),
         "train_loss": res.final_loss,
         "train_acc": res.final_accuracy,
+        "weight_change": float(torch.linalg.matrix_norm(model.W.detach() - W0) / torch.linalg.matrix_norm(W0)),
         "net_test_acc": _accuracy(cpu(f_net), prep.y_test),
         "ntk_test_acc": _accuracy(cpu(f_ntk), prep.y_test),
         "seconds": time.perf_counter() - t0,
@@ -331,7 +340,7 @@ def _prepared(config: WidthSweepConfig, task: str, device: str) -> PreparedTask:
 def _prep_key(config: WidthSweepConfig) -> WidthSweepConfig:
     """The part of a config the data and Theta_inf depend on (so cells share one preparation)."""
     return dataclasses.replace(config, widths=(1,), seeds=(0,), protocol=TrainProtocol(), ntk_every=1,
-                               ridge=1e-3, f0="zero", distances=tuple(DISTANCES))
+                               ridge=1e-3, f0="zero", distances=tuple(DISTANCES), init_scale=1.0)
 
 
 def run_sweep_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
@@ -342,7 +351,7 @@ def run_sweep_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
     out = run_one(config, prep, kind, width, seed)
     ident = {"task": task, "model": kind, "width": width, "seed": seed}
     rows = [{**ident, "distance": name, "value": d["value"], "note": d["note"], "space": DISTANCES[name].space,
-             "train_acc": out["train_acc"], "net_test_acc": out["net_test_acc"],
+             "train_acc": out["train_acc"], "weight_change": out["weight_change"], "net_test_acc": out["net_test_acc"],
              "ntk_test_acc": out["ntk_test_acc"], "seconds": out["seconds"]}
             for name, d in out["distances"].items()]
     curve = [{**ident, "epoch": e, "drift": v} for e, v in zip(out["curve"]["epoch"], out["curve"]["drift"])]
@@ -380,6 +389,7 @@ WIDTH_SWEEP = Experiment(
     run=run_sweep_cell,
     data=_needs,
     work=_sweep_work,
+    version=2,  # 2: rows carry weight_change = ||W_T - W_0||_F / ||W_0||_F
 )
 
 
