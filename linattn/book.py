@@ -77,7 +77,7 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 
 
 def results(name: str, *, scale: str | None = None, live=None, config=None, store=None, quiet: bool = False,
-            **overrides: Any):
+            require: bool | None = None, **overrides: Any):
     """An experiment's results for a chapter, through one door (a :class:`linattn.runner.ResultSet`).
 
     ``scale`` defaults to the book's (:func:`scale`). ``config``: the experiment's config at that
@@ -86,7 +86,9 @@ def results(name: str, *, scale: str | None = None, live=None, config=None, stor
     to cells whose data files are in the data folder (the rest, e.g. CIFAR-10 for a reader
     without a copy, come from the store). Default: every cell at quick scale, none at paper
     scale (paper-scale cells are computed by ``linattn reproduce`` and stored). Prints one
-    provenance line (unless ``quiet``).
+    provenance line (unless ``quiet``). ``require`` (default: at quick scale) turns cells that are
+    neither computable here nor stored into an error that says how to compute them; at paper
+    scale a partial result is returned (``ResultSet.missing`` lists the rest).
     """
     from . import experiments, runner
 
@@ -101,4 +103,8 @@ def results(name: str, *, scale: str | None = None, live=None, config=None, stor
     rs = runner.collect(exp, config, store=store, live=lambda params: want(params) and here(params))
     if not quiet:
         print(f"[{scale} scale] {rs.provenance_line()}")
+    if (scale == "quick" if require is None else require) and rs.missing:
+        raise RuntimeError(f"{len(rs.missing)} cells of {name} are neither stored nor computable here (their data "
+                           f"is not in {'$LINATTN_DATA'}): run `linattn reproduce {name} --scale {scale}` with the data, "
+                           "or get the committed results/ folder")
     return rs

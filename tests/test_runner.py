@@ -231,3 +231,14 @@ def test_results_commands(reference, tmp_path, capsys):
     assert cli.main(["results", "verify", "--out", str(bad)]) == 1
     assert "1 bad" in capsys.readouterr().out
     assert cli.main(["results", "verify", "--out", str(tmp_path / "empty")]) == 1  # nothing verified is a failure
+
+
+def test_book_results_says_how_to_compute_missing_cells(reference, tmp_path, capsys):
+    from linattn import book
+
+    rs = book.results("width_sweep", config=_config(), store=Store(reference), live=False)
+    assert rs.complete and "[quick scale] width_sweep: 24 of 24 cells" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="linattn reproduce width_sweep --scale quick"):
+        book.results("width_sweep", config=_config(), store=Store(tmp_path / "empty"), live=False)
+    partial = book.results("width_sweep", config=_config(), store=Store(tmp_path / "empty"), live=False, scale="paper")
+    assert len(partial.missing) == N_CELLS  # at paper scale a partial result is returned
