@@ -13,7 +13,7 @@ from .base import REGISTRY, Config, Experiment, get, names, register
 from . import part1, part2, part3
 from .part2 import MODEL_LABELS, MODELS, WidthSweepConfig, kernel_facts, prepare_task, run_one
 
-for _exp in (part1.KAPPA_VS_N, part1.PREMISE, part1.KAPPA_FULL, part2.WIDTH_SWEEP, part2.WIDTH_FACTS,
+for _exp in (part1.KAPPA_VS_N, part1.PREMISE, part1.KAPPA_FULL, part2.WIDTH_SWEEP, part2.WIDTH_FACTS, part2.LAZY_CONTROL,
              part3.MALLEABILITY_TABLES, part3.ADVERSARIAL_TABLES, part3.TASK_KAPPA, part3.MALLEABILITY_CURVES):
     register(_exp)
 

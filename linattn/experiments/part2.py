@@ -42,6 +42,8 @@ __all__ = [
     "run_one",
     "WIDTH_SWEEP",
     "WIDTH_FACTS",
+    "LazyConfig",
+    "LAZY_CONTROL",
 ]
 
 MODELS = ("relu", "attn")
@@ -443,4 +445,115 @@ WIDTH_FACTS = Experiment(
     run=run_facts_cell,
     data=_needs,
     work=lambda p: 1e-9 * p["n_train"] ** 2 * (784 if p["task"].startswith("mnist") else 3072),
+)
+
+
+# --------------------------------------------------------------------------- the lazy-training control
+
+
+@dataclass(frozen=True)
+class LazyConfig(Config):
+    """The standard lazy-training control (the test that can see the kernel regime).
+
+    A network trained by full-batch gradient descent on the MSE, with no weight decay and a small
+    step, is in the kernel regime when its outputs follow the gradient flow of its linearisation:
+    f_t = f_0 + Theta Theta^{-1} (I - e^{-t Theta})(y - f_0) (:func:`linattn.predictors.ntk_flow`),
+    from the network's *own* f_0, at the matched kernel time t = 2 lr steps / n
+    (:func:`linattn.predictors.gd_time`). Per cell (task, model, width, seed) we report the relative
+    gap ||f_net - f_flow|| / ||f_net - f_0|| on the training and the held-out points, for the flow
+    of the empirical kernel at initialisation Theta_m(0) and of the limit Theta_inf.
+
+    Binary tasks (one output, +-1 targets), so the kernel has no cross-output blocks. float64.
+    lr, steps: [ours] lr 1 for 200 steps (kernel time 2 x 200 / n; stable: lr < n / lambda_max).
+    Quick: n = 128 (100 held out), widths 64 to 16,384, 3 seeds. Paper: n = 1,000 (500 held out)
+    from the official splits.
+    """
+
+    tasks: tuple[str, ...] = ("mnist_3v8", "cifar_car_plane")
+    models: tuple[str, ...] = MODELS
+    widths: tuple[int, ...] = (64, 256, 1024, 4096, 16384)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_train: int = 128
+    n_test: int = 100
+    pool_per_class: int | None = 500
+    data_seed: int = 0
+    lr: float = 1.0
+    steps: int = 200
+
+    SCALES = {"quick": {}, "paper": dict(n_train=1000, n_test=500, pool_per_class=None)}
+
+    def __post_init__(self) -> None:
+        from ..data import TASKS
+        from .._validation import check_range
+
+        _check_tasks(self.tasks)
+        for t in self.tasks:
+            if len(TASKS[t][1]) != 2:
+                raise ValueError(f"task {t!r} has {len(TASKS[t][1])} classes; the lazy control uses binary tasks "
+                                 f"(one output): choose from {[k for k, v in TASKS.items() if len(v[1]) == 2]}")
+        for mk in self.models:
+            if mk not in MODELS:
+                raise ValueError(f"unknown model {mk!r}; choose from {MODELS}")
+        for w in self.widths:
+            check_int(w, "width")
+        check_int(self.n_train, "n_train", minimum=2)
+        check_int(self.n_test, "n_test")
+        check_range(self.lr, "lr", 0.0, float("inf"), lo_open=True)
+        check_int(self.steps, "steps")
+
+
+def _lazy_cells(config: LazyConfig) -> list[dict]:
+    common = config.common_params(_AXES)
+    return [dict(common, task=t, model=m, width=int(w), seed=int(s))
+            for t in config.tasks for m in config.models for w in config.widths for s in config.seeds]
+
+
+def _gap(f: torch.Tensor, g: torch.Tensor, f0: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(f - g) / torch.linalg.vector_norm(f - f0))
+
+
+def run_lazy_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
+    """Train one width-m network by full-batch GD on the MSE and measure its gap to the NTK flows."""
+    from ..models import relu_net
+    from ..ntk import empirical_ntk
+    from ..predictors import gd_time, ntk_flow
+    from ..train import train
+
+    task, kind, width, seed = params["task"], params["model"], params["width"], params["seed"]
+    sweep = WidthSweepConfig(tasks=(task,), models=(kind,), widths=(1,), seeds=(0,), n_train=params["n_train"],
+                             n_test=params["n_test"], n_ntk=2, pool_per_class=params["pool_per_class"],
+                             data_seed=params["data_seed"])
+    prep = _prepared(_prep_key(sweep), task, device)
+    Xh, Xh_test = prep.features[kind]
+    K_inf, K_inf_x, _ = prep.kernels[kind]
+    y = prep.regression_targets.to(Xh.device)  # +-1
+    model = relu_net(Xh.shape[1], width, 1, seed=seed, dtype=torch.float64).to(Xh.device)
+    with torch.no_grad():
+        f0, f0x = model.forward_features(Xh)[:, 0], model.forward_features(Xh_test)[:, 0]
+    theta0, theta0_x = empirical_ntk(model, Xh), empirical_ntk(model, Xh_test, Xh)
+    W0 = model.W.detach().clone()
+    res = train(model, Xh, y, loss="mse", optimizer="gd", lr=params["lr"], batch_size=None, weight_decay=0.0,
+                epochs=params["steps"], seed=seed, progress=False)
+    with torch.no_grad():
+        f, fx = model.forward_features(Xh)[:, 0], model.forward_features(Xh_test)[:, 0]
+    t = gd_time(params["lr"], params["steps"], Xh.shape[0])
+    row = {"task": task, "model": kind, "width": width, "seed": seed, "kernel_time": t,
+           "train_acc": res.final_accuracy, "test_acc": float(((fx > 0).long() == prep.y_test.to(fx.device)).double().mean()),
+           "weight_change": float(torch.linalg.matrix_norm(model.W.detach() - W0) / torch.linalg.matrix_norm(W0))}
+    for name, (K, Kx) in (("init", (theta0, theta0_x)), ("inf", (K_inf, K_inf_x))):
+        flow, flow_x = ntk_flow(K, K, y, t, f0_train=f0, f0_test=f0), ntk_flow(K, Kx, y, t, f0_train=f0, f0_test=f0x)
+        row[f"gap_{name}_train"] = _gap(f, flow, f0)
+        row[f"gap_{name}_test"] = _gap(fx, flow_x, f0x)
+    return {"rows": [row]}
+
+
+LAZY_CONTROL = Experiment(
+    name="lazy_control",
+    title="The lazy-training control: full-batch GD on the MSE against the NTK gradient flow from f_0",
+    chapter="book/part2/width_does_not_help.ipynb",
+    config=LazyConfig,
+    cells=_lazy_cells,
+    run=run_lazy_cell,
+    data=_needs,
+    work=lambda p: 1e-9 * p["steps"] * p["n_train"] * p["width"] * (784 if p["task"].startswith("mnist") else 3072),
 )
