@@ -229,7 +229,7 @@ def record(claim_id: str, value: Any, *, glue: bool = True, scale: str | None = 
         from .book import glue as _glue
 
         _glue(claim_id if block is c.ours else f"{claim_id}__at_{scale}", value)
-        if c.paper.get("value") is not None:
+        if c.paper.get("value") is not None and block is c.ours:  # the paper's value, glued once
             _glue(f"{claim_id}__paper", c.paper["value"])
     return value
 
@@ -254,7 +254,7 @@ def record_many(values: dict[str, Any], *, scale: str | None = None) -> dict[str
             record(cid, value, scale=scale, lo=lo, hi=hi)
         else:
             _glue(cid if scale == c.at else f"{cid}__at_{scale}", value)
-            if c.paper.get("value") is not None:
+            if c.paper.get("value") is not None and scale == c.at:
                 _glue(f"{cid}__paper", c.paper["value"])
     return values
 
