@@ -17,10 +17,12 @@ WORKERS=${WORKERS:-1}
 THREADS_ARG=${THREADS:+--threads $THREADS}
 ORDER=${ONLY:-"task_kappa kappa_vs_n premise kappa_full width_facts
 malleability_tables:tasks=mnist malleability_curves:widths=1024
-malleability_tables:tasks=mnist;kernel=infinite malleability_tables:tasks=mnist;input_map=center
-malleability_tables:tasks=mnist;init_scale=0.01
-malleability_tables:tasks=mnist;weight_decay=0 malleability_tables:tasks=mnist_3v8 malleability_curves
-width_sweep:tasks=mnist;n_train=2000 malleability_tables adversarial_tables:tasks=mnist adversarial_tables
+malleability_tables:tasks=mnist;kernel=infinite malleability_tables:tasks=mnist;epochs=0
+adversarial_tables:tasks=mnist malleability_tables:tasks=mnist_3v8
+width_sweep:tasks=mnist;n_train=2000;seeds=0
+malleability_tables:tasks=mnist;input_map=center malleability_tables:tasks=mnist;init_scale=0.01
+malleability_tables:tasks=mnist;weight_decay=0 malleability_curves
+width_sweep:tasks=mnist;n_train=2000 malleability_tables adversarial_tables
 width_sweep:tasks=mnist width_sweep"}
 for item in $ORDER; do
   name=${item%%:*}
