@@ -128,6 +128,25 @@ def rate_ratio(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> dict[
             "corrected": corrected}
 
 
+def rate_difference(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> dict[str, float]:
+    """Difference of two binomial proportions ``d = p1 - p2 = k1/n1 - k2/n2`` with Newcombe's hybrid
+    score interval (his method 10), built from the two :func:`wilson_interval` (l_i, u_i)::
+
+        lo = d - sqrt((p1 - l1)^2 + (u2 - p2)^2),   hi = d + sqrt((u1 - p1)^2 + (p2 - l2)^2).
+
+    It stays inside [-1, 1] and behaves at counts of 0 or n, where the Wald interval collapses.
+    Returns ``dict(diff, lo, hi)``.
+    """
+    k1, n1 = _counts(k1, n1, "k1", "n1")
+    k2, n2 = _counts(k2, n2, "k2", "n2")
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_interval(k1, n1, level)
+    l2, u2 = wilson_interval(k2, n2, level)
+    d = p1 - p2
+    return {"diff": d, "lo": d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+            "hi": d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)}
+
+
 # --------------------------------------------------------------------------- bootstrap
 
 

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 
 import nbformat
 from nbclient import NotebookClient
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import nbclient_wakeup  # noqa: E402  (issue 16: a missed zmq wake-up must not stall a cell for its whole timeout)
+
+nbclient_wakeup.install()
 
 MARK = "# NBVAL_CHECK_OUTPUT"
 

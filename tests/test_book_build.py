@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-JB = pathlib.Path(sys.executable).with_name("jupyter-book")
+# jupyter-book run in-process with the nbclient wake-up fix (scripts/nbclient_wakeup.py), as `make book` does
+JB = [sys.executable, str(ROOT / "scripts" / "nbclient_wakeup.py")]
 
 
 def _tiny_book(tmp_path: pathlib.Path, cell: str) -> pathlib.Path:
@@ -42,7 +43,7 @@ def vendored():
 
 
 def _build(book: pathlib.Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(JB), "build", str(book), "-W", "--keep-going"],
+    return subprocess.run([*JB, "build", str(book), "-W", "--keep-going"],
                           capture_output=True, text=True, timeout=600)
 
 

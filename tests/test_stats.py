@@ -210,3 +210,19 @@ def test_significant_direction():
     assert S.significant_direction(math.nan, math.nan) == "no trend"
     with pytest.raises(ValueError, match="alpha must lie in"):
         S.significant_direction(0.5, 0.01, alpha=0)
+
+
+def test_rate_difference_newcombe_by_hand():
+    # Newcombe (1998), Table II, example (a): 56/70 - 48/80, method 10 gives 0.0524 to 0.3339
+    out = S.rate_difference(56, 70, 48, 80)
+    assert out["diff"] == pytest.approx(0.2)
+    assert (out["lo"], out["hi"]) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+
+
+def test_rate_difference_extremes_stay_in_range():
+    out = S.rate_difference(0, 10, 10, 10)
+    assert out["diff"] == -1 and -1 <= out["lo"] < out["hi"] < 0
+    same = S.rate_difference(5, 10, 5, 10)
+    assert same["lo"] < 0 < same["hi"] and same["lo"] == pytest.approx(-same["hi"])
+    with pytest.raises(ValueError, match="k1"):
+        S.rate_difference(11, 10, 1, 10)
