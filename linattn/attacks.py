@@ -14,6 +14,13 @@ any shape (N, ...). Randomness (PGD's random start, the control) comes from a se
   x_{k+1} = Proj(x_k + step sign(g_{k+1})); defaults mu 1.0, 10 steps, step eps / steps, no random start.
 
 Proj clips to [x - eps, x + eps] and to ``clip``.
+
+Bad input (checked before any gradient is taken): ``x`` must hold floating-point values inside
+``clip`` -- an input outside the box (standardised pixels in [-2, 2], 0-255 images) would be moved
+into it by the projection, by more than eps, so it is a ValueError, not a silent perturbation of
+the wrong size; integer images are a TypeError (scale them first). Every result lies in the eps
+ball around x *and* in the clip box. Seeds are non-negative integers (a float is refused, not
+truncated). A ``loss_fn`` whose gradient is NaN or inf is an error (the attack would return NaN).
 """
 from __future__ import annotations
 
@@ -22,7 +29,16 @@ from typing import Callable, Literal
 
 import torch
 
-from ._validation import as_tensor, check_int, check_option, check_range
+from ._validation import (
+    as_tensor,
+    check_bool,
+    check_clip,
+    check_int,
+    check_option,
+    check_pixels,
+    check_range,
+    check_seed,
+)
 
 __all__ = ["fgsm", "pgd", "mim", "random_sign_noise", "attack", "loss_closure"]
 
@@ -32,25 +48,32 @@ ATTACKS = ("fgsm", "pgd", "mim", "noise")
 LOSSES = ("ce", "mse", "margin")
 
 
-def _check_x(x, name: str = "x") -> torch.Tensor:
-    if isinstance(x, torch.Tensor) and x.is_floating_point():
+def _check_x(x, clip, name: str = "x") -> torch.Tensor:
+    """The clean input as a detached floating tensor (N, ...), N >= 1, inside ``clip``."""
+    if isinstance(x, torch.Tensor):
         t = x.detach()
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN or inf entries; clean the input first")
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"{name} must hold real floating-point pixels, got dtype {t.dtype}")
     else:
-        t = as_tensor(x, name, dtype=torch.float32)
+        t = as_tensor(x, name, dtype=None)
+        if t.is_floating_point():
+            t = t.to(torch.float32)
+    check_pixels(t, name, None)  # floating point (integer images: scale them first)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf entries; clean the input first")
     if t.ndim < 1 or t.shape[0] < 1:
         raise ValueError(f"{name} must have shape (N, ...) with N >= 1, got {tuple(t.shape)}")
-    return t
+    return check_pixels(t, name, clip)
 
 
 def _check_clip(clip) -> tuple[float, float] | None:
-    if clip is None:
-        return None
-    lo, hi = (float(c) for c in clip)
-    if not lo < hi:
-        raise ValueError(f"clip must be (low, high) with low < high, got {clip}")
-    return lo, hi
+    return check_clip(clip, "clip")
+
+
+def _check_loss_fn(loss_fn) -> LossFn:
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable x -> (N,) losses, got {type(loss_fn).__name__}")
+    return loss_fn
 
 
 def _check_eps(eps) -> float:
@@ -67,19 +90,31 @@ def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, clip) -> torch.Te
 def _grad(loss_fn: LossFn, x: torch.Tensor) -> torch.Tensor:
     xr = x.detach().clone().requires_grad_(True)
     loss = loss_fn(xr)
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"loss_fn must return a tensor of per-example losses, got {type(loss).__name__}")
     if loss.ndim != 1 or loss.shape[0] != x.shape[0]:
         raise ValueError(
             f"loss_fn must return one loss per example, shape ({x.shape[0]},), got {tuple(loss.shape)}"
         )
-    (g,) = torch.autograd.grad(loss.sum(), xr)
+    if not loss.requires_grad:
+        raise ValueError("loss_fn's losses do not depend on x (no gradient); compute them from the input it is given")
+    (g,) = torch.autograd.grad(loss.sum(), xr, allow_unused=True)
+    if g is None:
+        raise ValueError("loss_fn's losses do not depend on x (no gradient); compute them from the input it is given")
+    if not bool(torch.isfinite(g).all()):
+        raise ValueError(
+            "loss_fn has a NaN or inf gradient at x (the attack would return NaN); check the model's "
+            "outputs on x (an overflow in its dtype?) or use a loss that is finite there"
+        )
     return g.detach()
 
 
 def fgsm(loss_fn: LossFn, x, *, eps: float = 0.3, clip=(0.0, 1.0)) -> torch.Tensor:
     """Fast gradient sign method: x' = clip(x + eps sign(d loss / d x)), same shape as x."""
-    x = _check_x(x)
+    loss_fn = _check_loss_fn(loss_fn)
     eps = _check_eps(eps)
     clip = _check_clip(clip)
+    x = _check_x(x, clip)
     return _project(x + eps * torch.sign(_grad(loss_fn, x)), x, eps, clip).detach()
 
 
@@ -98,14 +133,17 @@ def pgd(
 
     x_0 = Proj(x + U(-eps, eps)) if ``random_start`` else x; x_{k+1} = Proj(x_k + step_size sign(grad)).
     """
-    x = _check_x(x)
+    loss_fn = _check_loss_fn(loss_fn)
     eps = _check_eps(eps)
     clip = _check_clip(clip)
     steps = check_int(steps, "steps")
     step_size = check_range(step_size, "step_size", 0.0, 1.0, lo_open=True)
+    random_start = check_bool(random_start, "random_start")
+    seed = check_seed(seed)
+    x = _check_x(x, clip)
     x_adv = x.clone()
     if random_start:
-        gen = torch.Generator(device=x.device).manual_seed(int(seed))
+        gen = torch.Generator(device=x.device).manual_seed(seed)
         u = torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device)
         x_adv = _project(x + eps * (2.0 * u - 1.0), x, eps, clip)
     for _ in range(steps):
@@ -128,12 +166,13 @@ def mim(
     g_{k+1} = mu g_k + grad_k / ||grad_k||_1 (l1 norm per example, over all its entries),
     x_{k+1} = Proj(x_k + step_size sign(g_{k+1})), step_size = eps / steps by default; x_0 = x.
     """
-    x = _check_x(x)
+    loss_fn = _check_loss_fn(loss_fn)
     eps = _check_eps(eps)
     clip = _check_clip(clip)
     steps = check_int(steps, "steps")
     mu = check_range(mu, "mu", 0.0, float("inf"))
     step_size = eps / steps if step_size is None else check_range(step_size, "step_size", 0.0, 1.0, lo_open=True)
+    x = _check_x(x, clip)
     g = torch.zeros_like(x)
     x_adv = x.clone()
     for _ in range(steps):
@@ -146,10 +185,11 @@ def mim(
 
 def random_sign_noise(x, eps: float, seed: int = 0, *, clip=(0.0, 1.0)) -> torch.Tensor:
     """The control of the same size: x' = clip(x + eps s), s uniform in {-1, +1} per entry (seeded)."""
-    x = _check_x(x)
     eps = _check_eps(eps)
     clip = _check_clip(clip)
-    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    seed = check_seed(seed)
+    x = _check_x(x, clip)
+    gen = torch.Generator(device=x.device).manual_seed(seed)
     s = torch.randint(0, 2, x.shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
     return _project(x + eps * s, x, eps, clip)
 
@@ -169,6 +209,7 @@ def attack(
     ``kwargs`` go to the attack (steps, step_size, random_start, mu); ``seed`` is used by PGD and noise.
     """
     check_option(name, "attack", ATTACKS)
+    seed = check_seed(seed)
     if name == "fgsm":
         return fgsm(loss_fn, x, eps=eps, clip=clip, **kwargs)
     if name == "pgd":
@@ -195,21 +236,29 @@ def loss_closure(
     ``"margin"``: max_{j != y} f_j - f_y for C >= 2, -s f with s = +-1 (class 1 -> +1) for C = 1,
         y class indices; positive means misclassified.
     """
-    yt = y if isinstance(y, torch.Tensor) else torch.as_tensor(y)
+    if not callable(model):
+        raise TypeError(f"model must be a callable x -> (N, C) outputs, got {type(model).__name__}")
     check_option(loss, "loss", LOSSES)
+    yt = as_tensor(y, "y", ndim=(1, 2), dtype=None)
     is_index = not yt.is_floating_point()
     if is_index and (yt.ndim != 1 or bool((yt < 0).any())):
         raise ValueError(f"class indices y must be non-negative with shape (N,), got shape {tuple(yt.shape)}")
-    if not is_index and not bool(torch.isfinite(yt).all()):
-        raise ValueError("y contains NaN or inf entries")
     if loss in ("ce", "margin") and not is_index:
         raise ValueError(f"loss={loss!r} needs integer class indices y of shape (N,), got dtype {yt.dtype}")
     if is_index:
         yt = yt.long()
 
     def _labels(f: torch.Tensor) -> torch.Tensor:
-        if f.ndim != 2 or f.shape[0] != yt.shape[0]:
-            raise ValueError(f"model output must have shape ({yt.shape[0]}, C), got {tuple(f.shape)}")
+        if not isinstance(f, torch.Tensor) or f.ndim != 2 or f.shape[0] != yt.shape[0]:
+            got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+            raise ValueError(f"model output must have shape ({yt.shape[0]}, C), got {got}")
+        if is_index and yt.numel():
+            top = max(f.shape[1], 2)
+            if int(yt.max()) >= top:
+                raise ValueError(
+                    f"y holds class {int(yt.max())} but the model has {f.shape[1]} outputs "
+                    f"(classes 0..{top - 1}); relabel the classes or use a model with more outputs"
+                )
         return yt.to(device=f.device)
 
     def ce(x: torch.Tensor) -> torch.Tensor:
@@ -229,7 +278,8 @@ def loss_closure(
         else:
             tgt = torch.nn.functional.one_hot(lab, f.shape[1]).to(f.dtype)
         if tgt.shape != f.shape:
-            raise ValueError(f"targets of shape {tuple(tgt.shape)} do not match the output {tuple(f.shape)}")
+            raise ValueError(f"y (the targets) has shape {tuple(yt.shape)}, which does not match the model output "
+                             f"{tuple(f.shape)}; pass (N,) targets for one output or (N, C) for C")
         return ((f - tgt) ** 2).sum(dim=1)
 
     def margin(x: torch.Tensor) -> torch.Tensor:

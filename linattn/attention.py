@@ -27,6 +27,10 @@ Variants (Part I):
 - ``qkv_attention_gram``: trainable Q, K, V at standard initialisation, linearized.
 - ``FixedLinearMap`` and the ``*_map`` constructors: the test-time feature maps x -> x M of
   these variants, to put under a :class:`linattn.models.TwoLayerNet`.
+
+Everything is float64. Inputs or keys so large that a product overflows float64 (C = X^T X of keys
+~1e160, k stacked layers) raise :class:`linattn._validation.ScaleError` (a ValueError and an
+OverflowError) naming the argument to scale down, never an inf or NaN result.
 """
 from __future__ import annotations
 
@@ -35,7 +39,21 @@ import torch
 import math
 from typing import NamedTuple
 
-from ._validation import as_tensor, check_int, check_range
+from ._validation import (
+    ScaleError,
+    as_tensor,
+    check_finite_result,
+    check_int,
+    check_no_underflow,
+    check_range,
+    check_seed,
+    symmetrize,
+)
+
+#: the most layers of stacked_cross (each multiplies by C) and of stacked_self (each cubes the Gram):
+#: any X whose spectrum is not exactly 1 leaves float64 long before; the caps stop a mistyped k
+MAX_CROSS_LAYERS = 10_000
+MAX_SELF_LAYERS = 64
 
 __all__ = [
     "attention_matrix",
@@ -59,7 +77,7 @@ __all__ = [
 def attention_matrix(X_keys) -> torch.Tensor:
     """C = X^T X (d x d, float64) for keys/values ``X_keys`` of shape (n, d)."""
     X = as_tensor(X_keys, "X_keys", ndim=2, min_rows=1)
-    return X.T @ X
+    return check_finite_result(X.T @ X, "C = X_keys^T X_keys", "scale X_keys down")
 
 
 def linearized_attention(X, X_keys=None) -> torch.Tensor:
@@ -71,7 +89,7 @@ def linearized_attention(X, X_keys=None) -> torch.Tensor:
     C = attention_matrix(Xq if X_keys is None else X_keys)
     if C.shape[0] != Xq.shape[1]:
         raise ValueError(f"X has d = {Xq.shape[1]} columns but the keys have d = {C.shape[0]}")
-    return Xq @ C  # C is symmetric, so X C = (C X^T)^T
+    return check_finite_result(Xq @ C, "X C (C = X_keys^T X_keys)", "scale X or X_keys down")  # C symmetric: X C = (C X^T)^T
 
 
 class LinearizedAttention(torch.nn.Module):
@@ -91,9 +109,13 @@ class LinearizedAttention(torch.nn.Module):
         return int(self.C.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim < 1 or not x.is_floating_point():
+            got = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"the input x must be a floating tensor (N, {self.d}), got {got}")
         if x.shape[-1] != self.d:
-            raise ValueError(f"input has {x.shape[-1]} features, the attention expects d = {self.d}")
-        return x @ self.C.to(x.dtype)
+            raise ValueError(f"the input x has {x.shape[-1]} features, the attention expects d = {self.d}")
+        return check_finite_result(x @ self.C.to(x.dtype), "the attention features x C of the input",
+                                   "scale the input or the keys down, or use float64")
 
 
 def _data(X, name: str = "X") -> torch.Tensor:
@@ -121,7 +143,9 @@ def softmax_attention(X, X_keys=None, temperature: float | None = None) -> torch
     normaliser, T and the constant term gives :func:`linearized_attention`.
     """
     Q, Kx, T = _queries_keys_temperature(X, X_keys, temperature)
-    A = torch.softmax(Q @ Kx.T / T, dim=1)
+    scores = check_finite_result(Q @ Kx.T / T, "the attention scores X X_keys^T / temperature",
+                                 "scale X or X_keys down, or raise temperature")
+    A = torch.softmax(scores, dim=1)
     return A @ Kx
 
 
@@ -153,8 +177,8 @@ def softmax_expansion(X, X_keys=None, temperature: float | None = None) -> Softm
     exact = softmax_attention(Q, Kx, T)
     xbar = Kx.mean(dim=0)
     S = Q @ Kx.T
-    lin = S @ Kx
-    cen = S.sum(dim=1, keepdim=True) * xbar[None]
+    lin = check_finite_result(S @ Kx, "the linearized attention X X_keys^T X_keys", "scale X or X_keys down")
+    cen = check_finite_result(S.sum(dim=1, keepdim=True) * xbar[None], "the centring term", "scale X or X_keys down")
     const = xbar.expand_as(exact).clone()
     first = (lin - cen) / (n * T)
     return SoftmaxExpansion(exact, const, first, lin, cen, exact - const - first)
@@ -168,11 +192,13 @@ def stacked_cross(X, k: int) -> torch.Tensor:
     (the stacking remark of v1). ``k >= 0`` (k = 0 returns X, k = 1 is f_att(X) = G X).
     """
     A = _data(X)
-    k = check_int(k, "k", minimum=0)
+    k = check_int(k, "k", minimum=0, maximum=MAX_CROSS_LAYERS)
     C = A.T @ A
     out = A
-    for _ in range(k):
-        out = out @ C
+    for layer in range(k):
+        what = f"layer {layer + 1} of stacked_cross (X C^{layer + 1}) of X"
+        out = check_finite_result(out @ C, what, "scale X down (e.g. X / ||X||_2) or use fewer layers")
+        check_no_underflow(A, out, what)
     return out
 
 
@@ -184,12 +210,13 @@ def stacked_self(X, k: int) -> torch.Tensor:
     Entries grow like lambda_1^{(3^k)/2}; an overflow to inf is an error (rescale X).
     """
     A = _data(X)
-    k = check_int(k, "k", minimum=0)
+    k = check_int(k, "k", minimum=0, maximum=MAX_SELF_LAYERS)
     out = A
     for layer in range(k):
         out = out @ (out.T @ out)
+        check_no_underflow(A, out, f"layer {layer + 1} of stacked_self of X")
         if not bool(torch.isfinite(out).all()):
-            raise OverflowError(
+            raise ScaleError(
                 f"layer {layer + 1} of stacked_self overflowed float64 (G^(3^{layer + 1})); "
                 "scale X down (e.g. X / ||X||_2) or use fewer layers"
             )
@@ -216,8 +243,8 @@ def truncated_attention_matrix(X, r: int) -> torch.Tensor:
     if r > rank:
         raise ValueError(f"r = {r} exceeds the numerical rank {rank} of X; choose r <= {rank}")
     V = Vh[:r].T
-    Cr = (V * s[:r] ** 2) @ V.T
-    return (Cr + Cr.T) / 2
+    Cr = check_finite_result((V * s[:r] ** 2) @ V.T, "C_r (the top r of X^T X) of X", "scale X down")
+    return symmetrize(Cr)
 
 
 class QKVAttention(NamedTuple):
@@ -245,14 +272,15 @@ def qkv_attention_gram(
     d = A.shape[1]
     dh = d if d_head is None else check_int(d_head, "d_head")
     dv = d if d_value is None else check_int(d_value, "d_value")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     sd = 1.0 / math.sqrt(d)
     WQ = torch.randn(d, dh, generator=gen, dtype=torch.float64) * sd
     WK = torch.randn(d, dh, generator=gen, dtype=torch.float64) * sd
     WV = torch.randn(d, dv, generator=gen, dtype=torch.float64) * sd
     F = (A @ WQ) @ ((A @ WK).T @ (A @ WV))
     K = F @ F.T
-    return QKVAttention(F, (K + K.T) / 2, WQ, WK, WV)
+    check_finite_result(K, "the QKV attention Gram F F^T of X", "scale X down")
+    return QKVAttention(F, symmetrize(K), WQ, WK, WV)
 
 
 class FixedLinearMap(torch.nn.Module):
@@ -264,7 +292,7 @@ class FixedLinearMap(torch.nn.Module):
 
     def __init__(self, M, label: str = "linear map") -> None:
         super().__init__()
-        self.register_buffer("M", as_tensor(M, "M", ndim=2))
+        self.register_buffer("M", as_tensor(M, "M", ndim=2, min_rows=1))
         self.label = label
 
     @property
@@ -272,16 +300,23 @@ class FixedLinearMap(torch.nn.Module):
         return int(self.M.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim < 1 or not x.is_floating_point():
+            got = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"the input x must be a floating tensor (N, {self.d}), got {got}")
         if x.shape[-1] != self.d:
-            raise ValueError(f"input has {x.shape[-1]} features, the {self.label} expects d = {self.d}")
-        return x @ self.M.to(x.dtype)
+            raise ValueError(f"the input x has {x.shape[-1]} features, the {self.label} expects d = {self.d}")
+        return check_finite_result(x @ self.M.to(x.dtype), f"the {self.label} x M of the input",
+                                   "scale the input or the keys down, or use float64")
 
 
 def stacked_cross_map(X_keys, k: int) -> FixedLinearMap:
     """x -> x C^k: the test-time rule of :func:`stacked_cross` (keys X_keys (n, d), k >= 1)."""
     A = _data(X_keys, "X_keys")
-    k = check_int(k, "k")
-    return FixedLinearMap(torch.linalg.matrix_power(A.T @ A, k), f"stacked cross-attention (k={k})")
+    k = check_int(k, "k", maximum=MAX_CROSS_LAYERS)
+    M = check_finite_result(torch.linalg.matrix_power(A.T @ A, k), f"C^k of X_keys (k = {k})",
+                            "scale X_keys down or use fewer layers")
+    check_no_underflow(A, A @ M, f"C^k of X_keys (k = {k})", "X_keys")
+    return FixedLinearMap(M, f"stacked cross-attention (k={k})")
 
 
 def stacked_self_map(X_keys, k: int) -> FixedLinearMap:
@@ -291,15 +326,17 @@ def stacked_self_map(X_keys, k: int) -> FixedLinearMap:
     row the map reproduces the row of :func:`stacked_self`. ``k >= 1``.
     """
     A = _data(X_keys, "X_keys")
-    k = check_int(k, "k")
+    k = check_int(k, "k", maximum=MAX_SELF_LAYERS)
     M = torch.eye(A.shape[1], dtype=torch.float64)
     Xl = A
-    for _ in range(k):
+    for layer in range(k):
         Cl = Xl.T @ Xl
         M = M @ Cl
         Xl = Xl @ Cl
-    if not bool(torch.isfinite(M).all()):
-        raise OverflowError("stacked_self_map overflowed float64; scale X_keys down or use fewer layers")
+        if not bool(torch.isfinite(M).all()) or not bool(torch.isfinite(Xl).all()):
+            raise ScaleError(f"layer {layer + 1} of stacked_self_map of X_keys overflowed float64; scale X_keys down "
+                             "or use fewer layers")
+        check_no_underflow(A, Xl, f"layer {layer + 1} of stacked_self_map of X_keys", "X_keys")
     return FixedLinearMap(M, f"stacked self-attention (k={k})")
 
 

@@ -9,7 +9,8 @@
     linattn chapters [--scale S]     re-execute every chapter into a folder
     linattn claims [--json]          the claims registry (paper, ours, verdict)
     linattn info                     versions, device, data found, stored results found
-    linattn data verify|download     the data files in $LINATTN_DATA
+    linattn data verify|download     the data files in $LINATTN_DATA (verify reports every file;
+                                     exit 1 if one fails or none is found)
     linattn --version
 
 Exit status: 0 done, 1 a cell failed or results differ, 2 bad input (nothing computed),
@@ -247,7 +248,12 @@ def _chapter_paths(root: pathlib.Path) -> list[pathlib.Path]:
     if not toc_path.exists():
         raise UsageError(f"{toc_path} not found: run `linattn chapters` in the book's repository "
                          "(or give --root PATH)")
-    toc = yaml.safe_load(toc_path.read_text())
+    try:
+        toc = yaml.safe_load(toc_path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"{toc_path} is not a readable table of contents ({exc}); restore it from git") from None
+    if not isinstance(toc, dict):
+        raise UsageError(f"{toc_path} must hold a mapping with 'parts' or 'chapters', got {type(toc).__name__}")
     files: list[str] = []
 
     def walk(node):
@@ -410,9 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"reproduce": _reproduce, "results": _results, "chapters": _chapters, "claims": _claims,
                 "info": _info}
+    from .data import ChecksumError, DataMissingError
+
     try:
         return handlers[args.cmd](args)
-    except UsageError as exc:
+    except (UsageError, DataMissingError, ChecksumError) as exc:  # bad input or data: no traceback
         print(f"linattn {args.cmd}: error: {exc}", file=sys.stderr)
         return BAD_INPUT
 

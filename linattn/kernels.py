@@ -1,7 +1,9 @@
 """Kernels of Part I: the Gram matrix, its powers, and the infinite-width NTK.
 
 Everything here is float64 (a spectrum spanning kappa^3 ~ 1e10 is below float32
-resolution). Shapes: a data matrix ``X`` is (N, d), one input a row; a kernel between
+resolution). Inputs so large that a product overflows float64 (G^p of X with entries ~1e50,
+attention over keys ~1e100) are a :class:`linattn._validation.ScaleError` (a ValueError naming
+the argument to rescale), never an inf or NaN kernel. Shapes: a data matrix ``X`` is (N, d), one input a row; a kernel between
 ``X`` (N, d) and ``X2`` (N2, d) is (N, N2).
 
 - ``gram(X) = X X^T``; ``gram_power(X, p) = G^p``; ``gram_cubed(X) = (G X)(G X)^T = G^3``.
@@ -31,7 +33,21 @@ from typing import Callable, Literal
 
 import torch
 
-from ._validation import as_tensor, check_int, check_option, check_range
+from ._validation import (
+    as_tensor,
+    check_finite_result,
+    check_int,
+    check_no_underflow,
+    check_option,
+    check_range,
+    check_seed,
+    power_of_two_scale,
+    symmetrize,
+)
+
+#: the largest power p of gram_power (G^p of any X whose G is not exactly a projection leaves
+#: float64 long before; the cap keeps a mistyped p from running for ever)
+MAX_POWER = 10_000
 
 __all__ = [
     "gram",
@@ -79,7 +95,9 @@ def gram(X) -> torch.Tensor:
     """G = X X^T, the (N, N) float64 Gram matrix of the rows of ``X`` (N, d)."""
     A = _data(X)
     G = A @ A.T
-    return (G + G.T) / 2  # exactly symmetric
+    check_finite_result(G, "G = X X^T", "scale X down")
+    check_no_underflow(A, G, "G = X X^T")
+    return symmetrize(G)  # exactly symmetric
 
 
 def gram_power(X, p: int) -> torch.Tensor:
@@ -91,12 +109,14 @@ def gram_power(X, p: int) -> torch.Tensor:
     with C = X^T X (d x d).
     """
     A = _data(X)
-    p = check_int(p, "p", minimum=1)
+    p = check_int(p, "p", minimum=1, maximum=MAX_POWER)
     C = A.T @ A
     k = p // 2
     Y = A @ torch.linalg.matrix_power(C, k) if p % 2 == 1 else A @ torch.linalg.matrix_power(C, k - 1) @ A.T
     P = Y @ Y.T
-    return (P + P.T) / 2
+    check_finite_result(P, f"G^p of X (p = {p})", "scale X down (e.g. X / torch.linalg.matrix_norm(X, 2)) or lower p")
+    check_no_underflow(A, P, f"G^p of X (p = {p})")
+    return symmetrize(P)
 
 
 def gram_cubed(X) -> torch.Tensor:
@@ -110,7 +130,9 @@ def gram_cubed(X) -> torch.Tensor:
     A = _data(X)
     F = A @ (A.T @ A)  # G X = X C
     K = F @ F.T
-    return (K + K.T) / 2
+    check_finite_result(K, "G^3 of X", "scale X down")
+    check_no_underflow(A, K, "G^3 of X")
+    return symmetrize(K)
 
 
 def attention_kernel(X, X2=None, *, X_keys=None) -> torch.Tensor:
@@ -125,7 +147,9 @@ def attention_kernel(X, X2=None, *, X_keys=None) -> torch.Tensor:
     if keys.shape[1] != A.shape[1]:
         raise ValueError(f"X_keys has d = {keys.shape[1]} columns but X has d = {A.shape[1]}")
     C = keys.T @ keys
-    return (A @ C) @ (B @ C).T
+    K = (A @ C) @ (B @ C).T
+    return check_finite_result(K, "the attention kernel X C^2 X2^T (C = X_keys^T X_keys)",
+                               "scale X, X2 or X_keys down")
 
 
 def attention_feature_gram(X, normalize: bool = True) -> torch.Tensor:
@@ -136,17 +160,21 @@ def attention_feature_gram(X, normalize: bool = True) -> torch.Tensor:
     A row whose attention feature is zero (D_ii = 0) is an error.
     """
     A = _data(X)
+    if normalize:  # the normalised Gram does not depend on the scale of X: keep G X in range
+        A = power_of_two_scale(A)
     F = A @ (A.T @ A)
+    check_finite_result(F, "the attention features G X of X", "scale X down")
+    check_no_underflow(A, F, "the attention features G X of X")
     if normalize:
         norms = F.norm(dim=1, keepdim=True)
         if bool((norms == 0).any()):
             raise ValueError(
-                f"{int((norms == 0).sum())} rows have a zero attention feature G x_i "
-                "(D_ii = 0); drop them before normalising"
+                f"X has {int((norms == 0).sum())} rows with a zero attention feature G x_i (D_ii = 0: zero rows "
+                "of X?); drop them before normalising"
             )
         F = F / norms
     K = F @ F.T
-    return (K + K.T) / 2
+    return symmetrize(K)
 
 
 def sensitivity_bound(x_j, eps: float, *, X_keys) -> float:
@@ -164,7 +192,10 @@ def sensitivity_bound(x_j, eps: float, *, X_keys) -> float:
         raise ValueError(f"x_j has {xj.shape[0]} entries but the keys have d = {keys.shape[1]}")
     eps = check_range(eps, "eps", 0.0, 1.0)
     C = keys.T @ keys
-    return eps * float((C @ (C @ xj)).abs().sum())
+    v = C @ (C @ xj)
+    check_finite_result(v, "C^2 x_j (C = X_keys^T X_keys)", "scale X_keys or x_j down")
+    total = check_finite_result(v.abs().sum(), "||C^2 x_j||_1 (C = X_keys^T X_keys)", "scale X_keys or x_j down")
+    return eps * float(total)
 
 
 def unit_angle(Xh, Xh2=None) -> torch.Tensor:
@@ -200,7 +231,7 @@ def arccos0_monte_carlo(Xh, Xh2=None, *, n_samples: int = 100_000, seed: int = 0
     """
     A, B = _pair(Xh, Xh2, "Xh", "Xh2")
     n_samples = check_int(n_samples, "n_samples")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     total = torch.zeros(A.shape[0], B.shape[0], dtype=torch.float64)
     done = 0
     block = max(1024, 2**22 // (A.shape[0] + B.shape[0]))  # memory O(2^22) floats a block
@@ -235,8 +266,12 @@ def features64(model, X) -> torch.Tensor:
     """
     from .models import unit_rows  # local import: models imports attention, not kernels
 
+    W = getattr(model, "W", None)
+    if not isinstance(W, torch.Tensor) or W.ndim != 2:
+        raise TypeError(f"model must be a two-layer network with weights W (m, d) (linattn.models.TwoLayerNet), "
+                        f"got {type(model).__name__}")
     x = _data(X)
-    d = int(model.W.shape[1])
+    d = int(W.shape[1])
     if x.shape[1] != d:
         raise ValueError(f"x has {x.shape[1]} features, the model expects d = {d}")
     im = getattr(model, "input_map", None)
@@ -244,6 +279,7 @@ def features64(model, X) -> torch.Tensor:
         x = im(x.to(torch.float64))
     fm = getattr(model, "feature_map", None)
     h = x if fm is None else fm(x)
+    check_finite_result(h, "the model's features of X", "scale X (or the attention keys) down")
     return unit_rows(h.to(torch.float64))
 
 
@@ -284,16 +320,20 @@ def data_kernel(kind: DataKernelKind) -> Callable[[torch.Tensor, torch.Tensor], 
         return attention_keys(Z, unit_keys=True)
 
     def linear(X, X2):
-        return unit(X) @ unit(X2).T
+        A, B = _pair(X, X2, "X", "X_train")
+        return unit(A) @ unit(B).T
 
     def attention(X, X2):
+        _pair(X, X2, "X", "X_train")
         K2 = unit(X2)
         return attention_kernel(unit(X), K2, X_keys=K2)
 
     def ntk_relu_(X, X2):
-        return ntk_relu(unit(X), unit(X2))
+        A, B = _pair(X, X2, "X", "X_train")
+        return ntk_relu(unit(A), unit(B))
 
     def ntk_attn(X, X2):
+        _pair(X, X2, "X", "X_train")
         model = mlp_attn(unit(X2), 1, dtype=torch.float64)
         return ntk_inf(model, X, X2)
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from ._validation import as_tensor, check_int
+from ._validation import ScaleError, as_tensor, check_bool, check_int, check_range, check_seed
 from .attention import LinearizedAttention
 
 __all__ = [
@@ -38,15 +38,32 @@ __all__ = [
 
 
 def unit_rows(X: torch.Tensor) -> torch.Tensor:
-    """x / ||x||_2 for every row of X (N, d); a zero row is an error."""
+    """x / ||x||_2 for every row of X (N, d); a zero row is an error, and so are NaN or inf entries.
+
+    A row whose norm overflows its dtype (float32 entries ~1e20) is first divided by its largest
+    entry, so its direction is kept (never a silent zero row)."""
+    if not isinstance(X, torch.Tensor):
+        X = as_tensor(X, "X", dtype=None)
+    if not X.is_floating_point():
+        X = X.to(torch.float64)
+    if not bool(torch.isfinite(X).all()):
+        raise ScaleError(f"{int((~torch.isfinite(X)).sum())} entries of the rows to unit-normalise are NaN or inf "
+                         "(an overflow upstream: scale the inputs or attention keys down, or use float64)")
     norms = X.norm(dim=-1, keepdim=True)
     if bool((norms == 0).any()):
         bad = int((norms == 0).sum())
-        raise ValueError(f"{bad} input rows have zero norm and cannot be unit-normalised")
+        raise ValueError(f"X has {bad} rows of zero norm (zero input rows?), which cannot be unit-normalised; drop them")
+    if not bool(torch.isfinite(norms).all()):  # ||x|| overflows the dtype: rescale those rows first
+        X = X / X.abs().amax(dim=-1, keepdim=True)
+        norms = X.norm(dim=-1, keepdim=True)
     return X / norms
 
 
 INPUT_MAPS = ("none", "center", "standardize")
+
+#: the most weights W (m x d) a TwoLayerNet may ask for (2^34, 128 GiB in float64): a mistyped width
+#: is an error, not an out-of-memory crash (the book's largest is 16,384 x 3,072 = 5e7)
+MAX_WEIGHTS = 2**34
 
 
 class InputMap(torch.nn.Module):
@@ -71,6 +88,7 @@ class InputMap(torch.nn.Module):
         from ._validation import check_option
 
         check_option(kind, "input_map", INPUT_MAPS)
+        floor = check_range(floor, "floor", 0.0, float("inf"), lo_open=True)
         if kind == "none":
             return None
         X = as_tensor(X_train, "X_train", ndim=2, min_rows=2)
@@ -108,13 +126,21 @@ class TwoLayerNet(torch.nn.Module):
         input_map: InputMap | None = None,
     ) -> None:
         super().__init__()
-        from ._validation import check_range
-
         d = check_int(d, "d")
         width = check_int(width, "width")
         n_outputs = check_int(n_outputs, "n_outputs")
         init_scale = check_range(init_scale, "init_scale", 0.0, float("inf"), lo_open=True)
-        gen = torch.Generator().manual_seed(int(seed))
+        if width * d > MAX_WEIGHTS:
+            raise ValueError(f"width = {width} with d = {d} asks for {width * d:.3g} weights, more than {MAX_WEIGHTS:.3g} "
+                             f"({8 * MAX_WEIGHTS / 2**30:.0f} GiB in float64); choose a smaller width")
+        seed = check_seed(seed)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch dtype (torch.float32 or torch.float64), got {dtype!r}")
+        if feature_map is not None and not callable(feature_map):
+            raise TypeError(f"feature_map must be a callable (N, d) -> (N, d') or None, got {type(feature_map).__name__}")
+        if input_map is not None and not callable(input_map):
+            raise TypeError(f"input_map must be an InputMap (InputMap.fit) or None, got {type(input_map).__name__}")
+        gen = torch.Generator().manual_seed(seed)
         W = torch.randn(width, d, generator=gen, dtype=torch.float64)
         if init_scale != 1.0:
             W = W * init_scale
@@ -124,7 +150,7 @@ class TwoLayerNet(torch.nn.Module):
         self.feature_map = feature_map
         self.input_map = input_map
         self.kind = kind
-        self.seed = int(seed)
+        self.seed = seed
 
     @property
     def width(self) -> int:
@@ -146,6 +172,18 @@ class TwoLayerNet(torch.nn.Module):
         if self.input_map is not None:
             x = self.input_map(x)
         h = x if self.feature_map is None else self.feature_map(x)
+        if not bool(torch.isfinite(h).all()):
+            raise ScaleError(
+                f"the model's features of x overflow {h.dtype} (inf or NaN; max |x| = {float(x.abs().max()):.3g}); "
+                "scale x (and the attention keys) down, or build the model with dtype=torch.float64"
+            )
+        lost = (x != 0).any(dim=1) & ~(h != 0).any(dim=1)
+        if h is not x and bool(lost.any()):
+            raise ValueError(
+                f"the model's features of {int(lost.sum())} nonzero rows of x are zero, so they cannot be "
+                "unit-normalised: x is orthogonal to the attention keys, or C x is below the range of "
+                f"{h.dtype} (tiny keys: scale the keys up or build the model with dtype=torch.float64)"
+            )
         return unit_rows(h)
 
     def forward_features(self, xh: torch.Tensor) -> torch.Tensor:
@@ -185,6 +223,7 @@ def attention_keys(X, *, unit_keys: bool = True, input_map: InputMap | None = No
     Build the model with ``mlp_attn(attention_keys(X_train), width, C)``.
     """
     X = as_tensor(X, "X", ndim=2, min_rows=1)
+    unit_keys = check_bool(unit_keys, "unit_keys")
     if input_map is not None:
         X = input_map(X)
     return unit_rows(X) if unit_keys else X

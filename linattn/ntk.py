@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch.func import functional_call, jacrev
 
-from ._validation import as_tensor, check_int, check_range
+from ._validation import as_tensor, check_int, check_option, check_range, check_seed
 from .kernels import features64, ntk_inf
 
 __all__ = [
@@ -155,10 +155,15 @@ def ntk_error_vs_width(
     ``norm``: "fro" (Frobenius) or "op" (spectral norm, the one a width bound against
     lambda_min is about).
     """
-    if norm not in ("fro", "op"):
-        raise ValueError(f"norm must be 'fro' or 'op', got {norm!r}")
+    check_option(norm, "norm", ("fro", "op"))
+    if not callable(make_model):
+        raise TypeError(f"make_model must be a callable (width, seed) -> model, got {type(make_model).__name__}")
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+        raise TypeError(f"widths must be a list of widths, got {widths!r}")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a list of seeds, got {seeds!r}")
     ws = [check_int(w, "width") for w in widths]
-    ss = [int(s) for s in seeds]
+    ss = [check_seed(s) for s in seeds]
     if not ws or not ss:
         raise ValueError("give at least one width and one seed")
     out = torch.empty(len(ws), len(ss), dtype=torch.float64)
@@ -193,9 +198,7 @@ def fit_power_law(widths, errors, *, slope: float | None = None) -> tuple[float,
     if float(x.max() - x.min()) == 0:
         raise ValueError("need at least two distinct widths")
     if slope is not None:
-        s = float(slope)
-        if not math.isfinite(s):
-            raise ValueError(f"slope must be finite, got {slope}")
+        s = check_range(slope, "slope", -math.inf, math.inf)
         return s, float(10 ** (y - s * x).mean())
     A = torch.stack([torch.ones_like(x), x], dim=1)
     coef = torch.linalg.lstsq(A, y[:, None]).solution[:, 0]
@@ -215,7 +218,7 @@ def log10_width_for_error(c: float, slope: float, target: float) -> float:
     """log10 of the width at which c m^slope = target: (log10 target - log10 c) / slope."""
     c = check_range(c, "c", 0.0, math.inf, lo_open=True, hi_open=True)
     target = check_range(target, "target", 0.0, math.inf, lo_open=True, hi_open=True)
-    slope = float(slope)
-    if not math.isfinite(slope) or slope >= 0:
+    slope = check_range(slope, "slope", -math.inf, math.inf)
+    if slope >= 0:
         raise ValueError(f"slope must be negative (the error must fall with width), got {slope}")
     return (math.log10(target) - math.log10(c)) / slope

@@ -17,6 +17,14 @@ Conventions (float64 throughout):
   resolvable up to about 1 / (max(n, d) eps)^2 rather than 1 / (n eps) (rank rule on s).
 - Width bounds: v1 m = kappa^6 / eps^2; v2 m = kappa_d^6 n ln n. Both overflow float64
   for realistic kappa, so every bound also has a ``log10_`` form.
+
+Inputs of another floating dtype are computed in float64 but judged with *their own* machine
+epsilon (a float32 matrix is only known to about 1.2e-7 of its largest entry, so its eigenvalues
+below N eps32 lambda_1 are rounding noise, not a condition number). Condition numbers are
+scale-free: X scaled by 1e-200 or 1e200 gives the kappa_d of X (G = X X^T itself would under- or
+overflow float64; :func:`gram_eigenvalues` says so instead). A Gram or kernel matrix with a clearly
+negative eigenvalue (below -sqrt(eps) lambda_1, beyond round-off) is not PSD: a ValueError saying
+so, not a "rank-deficient" one.
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from ._validation import as_tensor, check_int, check_range, check_square_symmetric
+from ._validation import ScaleError, as_tensor, check_int, check_range, check_square_symmetric
 
 __all__ = [
     "RankDeficientError",
@@ -71,10 +79,48 @@ class RankDeficientError(ValueError):
         )
 
 
+_TINY = float(torch.finfo(torch.float64).tiny)
+
+
+def _float64(A, name: str, *, min_rows: int) -> tuple[torch.Tensor, float]:
+    """A 2-D float64 tensor and the machine epsilon of the dtype it came in (float64's for integers)."""
+    t = as_tensor(A, name, ndim=2, dtype=None, min_rows=min_rows)
+    eps = float(torch.finfo(t.dtype).eps) if t.is_floating_point() else EPS
+    t = t.to(torch.float64)
+    big = float(t.abs().max()) if t.numel() else 0.0
+    if 0.0 < big < _TINY:
+        raise ScaleError(
+            f"{name} has entries no larger than {big:.3g}, below the normal float64 range (subnormal "
+            f"numbers have lost digits); scale {name} up, e.g. {name} / {name}.abs().max() (condition "
+            "numbers do not depend on the scale)"
+        )
+    return t, eps
+
+
+def _sym_rtol(eps: float) -> float:
+    return max(1e-8, 100 * eps)
+
+
+def _square(A, name: str, *, min_rows: int) -> tuple[torch.Tensor, float]:
+    K, eps = _float64(A, name, min_rows=min_rows)
+    check_square_symmetric(K, name, rtol=_sym_rtol(eps))
+    return K, eps
+
+
+def _check_psd(ev: torch.Tensor, name: str, eps: float) -> None:
+    """Refuse eigenvalues (descending) with one clearly negative: below -sqrt(eps) lambda_1."""
+    top, low = float(ev[0]), float(ev[-1])
+    if low < -math.sqrt(eps) * max(top, 0.0) or (top <= 0 and low < 0):
+        raise ValueError(
+            f"{name} is not positive semi-definite: its smallest eigenvalue is {low:.3g} against a largest "
+            f"of {top:.3g}, beyond round-off (-sqrt(eps) lambda_1); a Gram or kernel matrix has no negative "
+            f"eigenvalue, so check how {name} was built (or pass the data X itself, whose Gram is PSD by construction)"
+        )
+
+
 def eigvalsh_desc(K) -> torch.Tensor:
     """The eigenvalues (N,) of a symmetric ``K`` (N, N) in descending order, float64."""
-    A = as_tensor(K, "K", ndim=2, min_rows=1)
-    check_square_symmetric(A, "K")
+    A, _ = _square(K, "K", min_rows=1)
     return torch.linalg.eigvalsh(A).flip(0)
 
 
@@ -82,9 +128,48 @@ def _rank_from_desc(ev: torch.Tensor, tol: float) -> int:
     return int((ev > tol).sum())
 
 
-def _default_tol(ev: torch.Tensor, size: int, rtol: float | None) -> float:
-    r = size * EPS if rtol is None else check_range(rtol, "rtol", 0.0, 1.0)
+def _default_tol(ev: torch.Tensor, size: int, rtol: float | None, eps: float = EPS) -> float:
+    r = size * eps if rtol is None else check_range(rtol, "rtol", 0.0, 1.0)
     return r * max(float(ev[0]), 0.0)
+
+
+def _sv_spectrum(X: torch.Tensor, eps: float, *, scale_free: bool) -> tuple[torch.Tensor, float]:
+    """Eigenvalues of G = X X^T (n, descending) from the singular values of X, and the tolerance.
+
+    With ``scale_free``, s is first multiplied by a power of two (exact) when s_1^2 would leave the
+    float64 range, so ratios of the returned eigenvalues are right at any scale of X; without it,
+    eigenvalues beyond the float64 range are a :class:`ScaleError`.
+    """
+    n, dd = X.shape
+    s = torch.linalg.svdvals(X)
+    s0 = float(s[0]) if s.numel() else 0.0
+    if s0 > 0 and not 1e-150 < s0 < 1e150:
+        if not scale_free:
+            raise ScaleError(
+                f"the eigenvalues of G = X X^T (about {s0:.3g}^2) leave the float64 range; scale X, e.g. "
+                "X / X.abs().max() (the eigenvalues scale by its square, their ratios not at all)"
+            )
+        s = torch.ldexp(s, torch.tensor(-math.frexp(s0)[1]))
+        s0 = float(s[0])
+    ev = torch.zeros(n, dtype=torch.float64)
+    ev[: s.shape[0]] = s**2
+    tol = (max(n, dd) * eps * s0) ** 2
+    return ev, tol
+
+
+def _gram_spectrum(A, d, *, scale_free: bool) -> tuple[torch.Tensor, float, int]:
+    if d is None:
+        X, eps = _float64(A, "X", min_rows=2)
+        ev, tol = _sv_spectrum(X, eps, scale_free=scale_free)
+        return ev, tol, int(X.shape[1])
+    G, eps = _square(A, "G", min_rows=2)
+    dd = check_int(d, "d")
+    ev = torch.linalg.eigvalsh(G).flip(0)
+    if float(ev[0]) <= 0:
+        raise ValueError("G has no positive eigenvalue (it is zero or negative definite); a Gram matrix "
+                         "X X^T of nonzero X has one")
+    _check_psd(ev, "G", eps)
+    return ev, _default_tol(ev, G.shape[0], None, eps), dd
 
 
 def gram_eigenvalues(A, d: int | None = None) -> tuple[torch.Tensor, float, int]:
@@ -93,43 +178,36 @@ def gram_eigenvalues(A, d: int | None = None) -> tuple[torch.Tensor, float, int]
     If ``d`` is None, ``A`` is a data matrix X (n, d): the eigenvalues are the squared
     singular values of X (n of them, zeros appended when n > d), and the tolerance is
     (max(n, d) eps s_1)^2, the square of numpy's rank rule on X. If ``d`` is given, ``A``
-    is the Gram G (n, n) itself, symmetric, and the tolerance is n eps lambda_1.
+    is the Gram G (n, n) itself, symmetric positive semi-definite, and the tolerance is n eps lambda_1.
+    eps is the machine epsilon of the input's dtype. An X whose G has eigenvalues beyond the float64
+    range (entries beyond about 1e150 or below 1e-150) is a :class:`ScaleError`: rescale it.
     """
-    if d is None:
-        X = as_tensor(A, "X", ndim=2, min_rows=2)
-        n, dd = X.shape
-        s = torch.linalg.svdvals(X)
-        ev = torch.zeros(n, dtype=torch.float64)
-        ev[: s.shape[0]] = s**2
-        tol = (max(n, dd) * EPS * float(s[0])) ** 2
-        return ev, tol, int(dd)
-    G = as_tensor(A, "G", ndim=2, min_rows=2)
-    check_square_symmetric(G, "G")
-    dd = check_int(d, "d")
-    ev = eigvalsh_desc(G)
-    return ev, _default_tol(ev, G.shape[0], None), dd
+    return _gram_spectrum(A, d, scale_free=False)
 
 
 def numerical_rank(K, rtol: float | None = None) -> int:
     """The number of eigenvalues of the PSD ``K`` (N, N) above ``rtol * lambda_1``.
 
-    Default ``rtol = N * eps`` (eps the float64 machine epsilon), numpy's matrix_rank rule.
+    Default ``rtol = N * eps`` (eps the machine epsilon of K's dtype), numpy's matrix_rank rule.
     """
-    ev = eigvalsh_desc(K)
-    return _rank_from_desc(ev, _default_tol(ev, ev.shape[0], rtol))
+    A, eps = _square(K, "K", min_rows=1)
+    ev = torch.linalg.eigvalsh(A).flip(0)
+    return _rank_from_desc(ev, _default_tol(ev, ev.shape[0], rtol, eps))
 
 
 def kappa(K, rtol: float | None = None) -> float:
     """kappa(K) = lambda_1 / lambda_N of a PSD ``K`` (N, N), N >= 2.
 
     Raises :class:`RankDeficientError` (with the numerical rank) when lambda_N is at or
-    below ``rtol * lambda_1`` (default rtol = N eps).
+    below ``rtol * lambda_1`` (default rtol = N eps, eps the machine epsilon of K's dtype: a
+    float32 K is judged at float32's resolution), and a ValueError when K is clearly indefinite.
     """
-    A = as_tensor(K, "K", ndim=2, min_rows=2)
-    ev = eigvalsh_desc(A)
+    A, eps = _square(K, "K", min_rows=2)
+    ev = torch.linalg.eigvalsh(A).flip(0)
     if float(ev[0]) <= 0:
         raise ValueError("K has no positive eigenvalue (it is zero or negative definite)")
-    tol = _default_tol(ev, ev.shape[0], rtol)
+    _check_psd(ev, "K", eps)
+    tol = _default_tol(ev, ev.shape[0], rtol, eps)
     r = _rank_from_desc(ev, tol)
     if r < ev.shape[0]:
         raise RankDeficientError(r, ev.shape[0], tol, "K")
@@ -142,8 +220,8 @@ def kappa_top(A, r: int, d: int | None = None) -> float:
     The condition number of the rank-r truncation of G (truncated attention keeps this
     part of the spectrum). ``1 <= r <= n``; a numerically zero lambda_r is an error.
     """
-    ev, tol, _ = gram_eigenvalues(A, d)
     r = check_int(r, "r")
+    ev, tol, _ = _gram_spectrum(A, d, scale_free=True)
     if r > ev.shape[0]:
         raise ValueError(f"r = {r} exceeds n = {ev.shape[0]}")
     rank = _rank_from_desc(ev, tol)
@@ -159,9 +237,10 @@ def kappa_d(A, d: int | None = None) -> float:
     accurate route), or the Gram G (n, n) when the feature dimension ``d`` is given.
     n >= 2. When n <= d this is kappa(G). Raises :class:`RankDeficientError` naming the
     numerical rank when lambda_k is numerically zero (e.g. MNIST has 67 always-zero
-    pixels, so rank G <= 717 < 784 once n > 717).
+    pixels, so rank G <= 717 < 784 once n > 717). Scale-free: kappa_d(c X) = kappa_d(X) for any
+    c > 0 whose c X is finite. A G that is not positive semi-definite is a ValueError.
     """
-    ev, tol, dd = gram_eigenvalues(A, d)
+    ev, tol, dd = _gram_spectrum(A, d, scale_free=True)
     k = min(ev.shape[0], dd)
     rank = _rank_from_desc(ev, tol)
     if rank < k:
@@ -184,10 +263,16 @@ def kappa_d_sweep(sample: Callable[[int], object], ns) -> list[KappaPoint]:
     A rank-deficient X_n gives ``kappa=None`` and its numerical rank, instead of an error,
     so a sweep over n shows where the condition number stops existing.
     """
+    if not callable(sample):
+        raise TypeError(f"sample must be a callable n -> X (n, d), got {type(sample).__name__}")
+    if isinstance(ns, (str, bytes)) or not hasattr(ns, "__iter__"):
+        raise TypeError(f"ns must be a list of sample sizes, got {ns!r}")
+    ns = [check_int(n, "n (in ns)", minimum=2) for n in ns]
     out = []
     for n in ns:
-        X = as_tensor(sample(int(n)), "sample(n)", ndim=2, min_rows=2)
-        ev, tol, d = gram_eigenvalues(X)
+        X, eps = _float64(sample(n), "sample(n)", min_rows=2)
+        ev, tol = _sv_spectrum(X, eps, scale_free=True)
+        d = int(X.shape[1])
         k = min(X.shape[0], d)
         rank = _rank_from_desc(ev, tol)
         kd = float(ev[0] / ev[k - 1]) if rank >= k else None
@@ -230,23 +315,27 @@ def amplification(X, power: int = 3, *, rtol: float = 1e-6) -> Amplification:
     """
     p = check_int(power, "power")
     rtol = check_range(rtol, "rtol", 0.0, 1.0, lo_open=True)
-    A = as_tensor(X, "X", ndim=2, min_rows=2)
-    kd = kappa_d(A)  # raises RankDeficientError where lambda_k(G) is numerically zero
+    A, _ = _float64(X, "X", min_rows=2)
+    kd = kappa_d(X)  # raises RankDeficientError where lambda_k(G) is numerically zero
     n, d = A.shape
     k = min(n, d)
     log_kp = p * math.log10(kd)
     kp = 10.0**log_kp if log_kp < 308 else math.inf
     from .kernels import gram_power
 
-    ev = eigvalsh_desc(gram_power(A, p))
-    tol = n * EPS * float(ev[0])
-    direct = float(ev[0] / ev[k - 1]) if float(ev[k - 1]) > tol / rtol else None
+    try:
+        ev = eigvalsh_desc(gram_power(A, p))
+    except ScaleError:  # G^p of this X leaves the float64 range: the direct route cannot resolve it
+        direct = None
+    else:
+        tol = n * EPS * float(ev[0])
+        direct = float(ev[0] / ev[k - 1]) if float(ev[k - 1]) > tol / rtol else None
     agrees = None if direct is None else abs(direct / kp - 1) <= rtol
     return Amplification(p, k, kd, kp, log_kp, direct, agrees)
 
 
 def _log10_pos(x: float, name: str) -> float:
-    v = float(x)
+    v = check_range(x, name, -math.inf, math.inf) if not isinstance(x, (int, float)) or isinstance(x, bool) else float(x)
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {x!r}")
     return math.log10(v)
@@ -270,20 +359,27 @@ def log10_width_bound_v2(kappa_d: float, n: int) -> float:
     return 6 * lk + math.log10(n) + math.log10(math.log(n))
 
 
-def _from_log10(v: float, what: str) -> float:
+def _from_log10(v: float, what: str, args: str, form: str) -> float:
     if v >= 308:
-        raise OverflowError(f"{what} = 1e{v:.1f} overflows float64; use the log10_ form")
+        raise ScaleError(f"{what} = 1e{v:.1f} overflows float64 for {args}; use {form}, which gives {v:.4g}")
     return 10.0**v
 
 
 def width_bound_v1(kappa: float, eps: float) -> float:
-    """m = kappa^6 / eps^2 (v1), computed in log10; ``eps`` in (0, 1]."""
-    return _from_log10(log10_width_bound_v1(kappa, eps), "kappa^6 / eps^2")
+    """m = kappa^6 / eps^2 (v1), computed in log10; ``eps`` in (0, 1].
+
+    A bound beyond float64 (about 1e308) is a :class:`ScaleError` (an OverflowError) naming
+    :func:`log10_width_bound_v1`."""
+    return _from_log10(log10_width_bound_v1(kappa, eps), "kappa^6 / eps^2", f"kappa = {kappa:.3g}, eps = {eps:.3g}",
+                       "log10_width_bound_v1(kappa, eps)")
 
 
 def width_bound_v2(kappa_d: float, n: int) -> float:
-    """m = kappa_d^6 n ln n (v2 abstract), computed in log10; ``n >= 2``."""
-    return _from_log10(log10_width_bound_v2(kappa_d, n), "kappa_d^6 n ln n")
+    """m = kappa_d^6 n ln n (v2 abstract), computed in log10; ``n >= 2``.
+
+    A bound beyond float64 is a :class:`ScaleError` naming :func:`log10_width_bound_v2`."""
+    return _from_log10(log10_width_bound_v2(kappa_d, n), "kappa_d^6 n ln n", f"kappa_d = {kappa_d:.3g}, n = {n}",
+                       "log10_width_bound_v2(kappa_d, n)")
 
 
 def orders_beyond(m: float, reference: float) -> float:

@@ -23,6 +23,7 @@ several times faster); :func:`adversarial_train` must differentiate through it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -30,9 +31,27 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from ._validation import as_tensor, check_int, check_range
+from ._validation import (
+    ScaleError,
+    as_tensor,
+    check_bool,
+    check_clip,
+    check_int,
+    check_labels,
+    check_option,
+    check_pixels,
+    check_range,
+    check_seed,
+)
 
-__all__ = ["TrainProtocol", "TrainResult", "train", "adversarial_train"]
+__all__ = ["TrainProtocol", "TrainResult", "TrainingDivergedError", "train", "adversarial_train"]
+
+
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """The loss became NaN or inf during training (it was finite at initialisation): lr is too large.
+
+    A FloatingPointError (as before) and a ValueError naming ``lr``, the argument to change.
+    """
 
 
 @dataclass(frozen=True)
@@ -62,10 +81,8 @@ class TrainProtocol:
         if self.batch_size is not None:
             check_int(self.batch_size, "batch_size")
         check_range(self.weight_decay, "weight_decay", 0.0, float("inf"))
-        if self.optimizer not in ("adam", "gd"):
-            raise ValueError(f"optimizer must be 'adam' or 'gd', got {self.optimizer!r}")
-        if self.loss not in ("auto", "ce", "mse"):
-            raise ValueError(f"loss must be 'auto', 'ce' or 'mse', got {self.loss!r}")
+        check_option(self.optimizer, "optimizer", ("adam", "gd"))
+        check_option(self.loss, "loss", ("auto", "ce", "mse"))
 
     def loss_for(self, n_outputs: int) -> str:
         """The loss for a model with ``n_outputs`` outputs ("auto": ce for C >= 2, else mse)."""
@@ -123,22 +140,39 @@ class TrainResult:
 
 
 def _check_targets(targets, n: int, loss: str) -> torch.Tensor:
+    """Targets for ``loss``: class indices (n,) int64 for "ce"; for "mse" float targets (n, C) whose
+    sign (one output) or argmax (C outputs) is the class, so that the accuracy means something."""
     if loss == "ce":
-        y = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(targets)
-        if y.dtype.is_floating_point:
-            if not bool(torch.all(y == torch.round(y))):
-                raise ValueError("loss='ce' needs integer class indices as targets; got non-integer floats")
-            y = y.to(torch.int64)
-        y = y.to(torch.int64)
-        if y.ndim != 1 or y.shape[0] != n:
-            raise ValueError(f"loss='ce' needs targets of shape ({n},) (class indices), got {tuple(y.shape)}")
-        if n and int(y.min()) < 0:
-            raise ValueError("class indices must be >= 0")
-        return y
-    y = as_tensor(targets, "targets", ndim=(1, 2))
-    if y.shape[0] != n:
-        raise ValueError(f"targets have {y.shape[0]} rows but X has {n}")
-    return y if y.ndim == 2 else y[:, None]
+        return check_labels(targets, "targets", n=n, rows_of="X")
+    raw = as_tensor(targets, "targets", ndim=(1, 2), dtype=None)
+    if raw.shape[0] != n:
+        raise ValueError(f"targets has {raw.shape[0]} rows for the {n} rows of X; pass one per row")
+    fix = ("code class indices with linattn.data.regression_targets(y, n_outputs) "
+           "(+-1 for one output, one-hot for C)")
+    if not raw.is_floating_point():
+        if not bool(((raw == 1) | (raw == -1)).all()):
+            raise TypeError(
+                f"loss='mse' needs float targets (+-1 for one output, one-hot or +-1 rows for C outputs), "
+                f"got integer targets with values {sorted(set(raw.unique().tolist()))[:5]} (class indices?); {fix}"
+            )
+    y = raw.to(torch.float64)
+    y = y if y.ndim == 2 else y[:, None]
+    if y.shape[1] == 1:
+        zeros = int((y == 0).sum())
+        if zeros:
+            raise ValueError(
+                f"targets for loss='mse' with one output must be signed (the sign is the class: +1 / -1), "
+                f"got 0 in {zeros} of {n} rows (0/1 labels?); {fix}"
+            )
+    elif n:
+        top = y.max(dim=1, keepdim=True).values
+        ties = int(((y == top).sum(dim=1) > 1).sum())
+        if ties:
+            raise ValueError(
+                f"targets for loss='mse' with {y.shape[1]} outputs must have one largest entry a row "
+                f"(one-hot or +-1 coding; the argmax is the class), got {ties} rows with a tie; {fix}"
+            )
+    return y
 
 
 def _loss_fn(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -185,12 +219,16 @@ def _fit(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if loss not in ("ce", "mse"):
         raise ValueError(f"loss must be 'ce' (cross-entropy, class indices) or 'mse' (±1 / one-hot targets), got {loss!r}")
-    if optimizer not in ("adam", "gd"):
-        raise ValueError(f"optimizer must be 'adam' or 'gd', got {optimizer!r}")
+    check_option(optimizer, "optimizer", ("adam", "gd"))
     epochs = check_int(epochs, "epochs", minimum=0)
     lr = check_range(lr, "lr", 0.0, float("inf"), lo_open=True)
     weight_decay = check_range(weight_decay, "weight_decay", 0.0, float("inf"))
-    seed = check_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
+    progress = check_bool(progress, "progress")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a callable (epoch, model) or None, got {type(callback).__name__}")
+    if ntk_fn is not None and not callable(ntk_fn):
+        raise TypeError(f"ntk_fn must be a callable (model, X_ntk) -> kernel or None, got {type(ntk_fn).__name__}")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
@@ -199,6 +237,8 @@ def _fit(
     n = X.shape[0]
     batch = n if batch_size is None else min(check_int(batch_size, "batch_size"), n)
     y = _check_targets(targets, n, loss).to(device)
+    if record_ntk_at is not None and (isinstance(record_ntk_at, (str, bytes)) or not hasattr(record_ntk_at, "__iter__")):
+        raise TypeError(f"record_ntk_at must be a list of epochs (e.g. [0, {epochs}]) or None, got {record_ntk_at!r}")
     epochs_ntk = sorted({check_int(e, "record_ntk_at epoch", minimum=0) for e in (record_ntk_at or ())})
     if epochs_ntk and epochs_ntk[-1] > epochs:
         raise ValueError(f"record_ntk_at asks for epoch {epochs_ntk[-1]} but training runs {epochs} epochs")
@@ -211,6 +251,11 @@ def _fit(
     fast = perturb is None and hasattr(model, "features") and hasattr(model, "forward_features")
     with torch.no_grad():
         H = model.features(X) if fast else X
+    if fast and not bool(torch.isfinite(H).all()):
+        raise ScaleError(
+            f"the model's features of X overflow {H.dtype} (inf or NaN; max |X| = {float(X.abs().max()):.3g}); "
+            "scale X (and the attention keys) down, or build the model with dtype=torch.float64"
+        )
     forward = model.forward_features if fast else model
 
     if optimizer == "adam":
@@ -222,6 +267,9 @@ def _fit(
     def evaluate() -> tuple[float, float]:
         with torch.no_grad():
             out = forward(H)
+            if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(f"model must map X ({n}, d) to outputs ({n}, C), got {got}")
             if loss == "ce" and out.shape[1] <= int(y.max()):
                 raise ValueError(f"targets hold class {int(y.max())} but the model has {out.shape[1]} outputs")
             if loss == "mse" and out.shape[1] != y.shape[1]:
@@ -229,9 +277,15 @@ def _fit(
             return float(_loss_fn(loss, out, y)), _accuracy(loss, out, y)
 
     ntks: dict[int, torch.Tensor] = {}
+    l0, a0 = evaluate()
+    if not math.isfinite(l0):
+        raise ScaleError(
+            f"the model's loss on X is {l0} at initialisation, before any step (its outputs overflow "
+            f"{dtype}; max |X| = {float(X.abs().max()):.3g}); scale X down or build the model with "
+            "dtype=torch.float64"
+        )
     if 0 in epochs_ntk:
         ntks[0] = ntk_fn(model, Xn).detach().to(torch.float64).clone()
-    l0, a0 = evaluate()
     losses, accs = [l0], [a0]
     if callback is not None:
         callback(0, model)
@@ -252,7 +306,10 @@ def _fit(
             opt.zero_grad(set_to_none=True)
             batch_loss = _loss_fn(loss, forward(xb), yb)
             if not torch.isfinite(batch_loss):
-                raise FloatingPointError(f"the loss became {float(batch_loss)} at epoch {epoch}; lower lr")
+                raise TrainingDivergedError(
+                    f"the loss became {float(batch_loss.detach())} at epoch {epoch} (it was finite at initialisation, "
+                    f"so training diverged): lr = {lr:g} is too large for this problem; lower lr"
+                )
             batch_loss.backward()
             opt.step()
             steps += 1
@@ -294,7 +351,9 @@ def train(
     """Train ``model`` in place on (X, targets) and return its history.
 
     Shapes: X (n, d); targets (n,) int64 class indices for ``loss="ce"`` (model(x) is (n, C)
-    logits), or (n,) ±1 / (n, C) one-hot floats for ``loss="mse"``. Minibatches of
+    logits; floats only if they hold integers), or (n,) ±1 / (n, C) one-hot floats for
+    ``loss="mse"`` (the accuracy reads the class from the sign / argmax, so 0/1 labels or tied
+    rows are refused: code class indices with :func:`linattn.data.regression_targets`). Minibatches of
     ``batch_size`` (``None``: full batch) in an order drawn from ``torch.Generator(seed)``.
     ``record_ntk_at``: epochs (0 = initialisation) at which to store the empirical NTK on
     ``X_ntk`` (m, d), computed by ``ntk_fn(model, X_ntk)`` (default
@@ -346,7 +405,7 @@ def adversarial_train(
     The inner max is :func:`linattn.attacks.pgd` (``steps`` steps of ``step_size``, a random
     start when ``random_start``, inputs clipped to ``clip``) climbing the per-example loss
     ``attack_loss`` (default: the training ``loss``) of :func:`linattn.attacks.loss_closure`.
-    The random start of minibatch k uses seed ``seed * 1_000_003 + k``, so runs are
+    The random start of minibatch k uses seed ``(seed * 1_000_003 + k) mod 2^63``, so runs are
     deterministic. ``attack="fgsm"`` is one step of size eps from x (no random start).
     Other arguments and the result as in :func:`train` (training is on adversarial
     batches only, as in Madry et al.; the recorded loss and accuracy are on clean data).
@@ -357,11 +416,18 @@ def adversarial_train(
                   batch_size=batch_size, weight_decay=weight_decay)
     loss = p.loss
     eps = check_range(eps, "eps", 0.0, 1.0)
-    if attack not in ("pgd", "fgsm"):
-        raise ValueError(f"attack must be 'pgd' or 'fgsm', got {attack!r}")
+    check_option(attack, "attack", ("pgd", "fgsm"))
     steps = check_int(steps, "steps")
     step_size = check_range(step_size, "step_size", 0.0, float("inf"), lo_open=True)
-    attack_loss = loss if attack_loss is None else attack_loss
+    random_start = check_bool(random_start, "random_start")
+    seed = check_seed(seed)
+    clip = check_clip(clip)
+    attack_loss = loss if attack_loss is None else check_option(attack_loss, "attack_loss", ("ce", "mse", "margin"))
+    if loss == "mse" and attack_loss != "mse":
+        raise ValueError(f"attack_loss={attack_loss!r} needs class indices, but loss='mse' trains on float "
+                         "targets; use attack_loss='mse' (or None) with loss='mse'")
+    # the clean inputs must lie in the clip box (else every attack moves them by more than eps)
+    check_pixels(as_tensor(X, "X", ndim=2, dtype=None), "X", clip)
     if attack == "fgsm":
         steps, step_size, random_start = 1, max(eps, 1e-12), False
 
@@ -369,7 +435,7 @@ def adversarial_train(
         target = yb if loss == "ce" or yb.shape[1] > 1 else yb[:, 0]
         fn = loss_closure(model, target, loss=attack_loss)
         x_adv = pgd(fn, xb, eps=eps, steps=steps, step_size=step_size, random_start=random_start,
-                    seed=seed * 1_000_003 + k, clip=clip)
+                    seed=(seed * 1_000_003 + k) % 2**63, clip=clip)
         return x_adv.detach().to(xb.dtype)
 
     return _fit(model, X, targets, loss=p.loss, optimizer=p.optimizer, epochs=p.epochs, lr=p.lr,

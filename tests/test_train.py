@@ -139,7 +139,7 @@ def test_bad_input_is_refused_with_a_useful_message():
         train(net, X, y, epochs=1, record_ntk_at=[0], progress=False)
     with pytest.raises(ValueError, match="epoch 5"):
         train(net, X, y, epochs=1, record_ntk_at=[5], X_ntk=X, progress=False)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match="5 labels for the 60 rows of X"):
         train(net, X, y[:5], epochs=1, progress=False)
     with pytest.raises(ValueError, match="outputs"):
         train(net, X, y + 7, epochs=1, progress=False)

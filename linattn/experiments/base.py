@@ -17,10 +17,13 @@ The registry (:data:`REGISTRY`, :func:`register`, :func:`get`) lists every exper
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
+
+import numpy as np
 
 __all__ = ["Config", "Experiment", "REGISTRY", "register", "get", "names", "parse_value"]
 
@@ -86,6 +89,78 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
     raise ValueError(f"{key}: cannot be set from the command line (type {tp})")  # pragma: no cover
 
 
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans (True or False)"}
+
+
+def _kind_error(key: str, want: str, value: Any, example: str = "") -> TypeError:
+    return TypeError(f"{key} must be {want}, got {value!r}{example}")
+
+
+def _check_scalar(key: str, tp: Any, value: Any) -> None:
+    """Refuse a value of the wrong kind for a field annotated int, float, str or bool (or X | None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(args) < len(typing.get_args(tp)):
+            return
+        if len(args) == 1:
+            _check_scalar(key, args[0], value)
+        return
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise _kind_error(key, "an integer", value)
+    elif tp is float:
+        if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise _kind_error(key, "a number", value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise _kind_error(key, "a string", value)
+    elif tp is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise _kind_error(key, "True or False", value)
+
+
+def _check_field_kinds(cfg: Any) -> None:
+    """Check every field of a config against its annotation (tuples of names, ints, numbers, strings).
+
+    A tuple field given a bare string, a number, or items of the wrong kind is a TypeError that
+    says how to write it (``tasks=('mnist',)``); the values themselves are the config's to check.
+    """
+    try:
+        hints = _hints(type(cfg))
+    except Exception:  # pragma: no cover - unresolvable annotations: nothing to check against
+        return
+    for f in dataclasses.fields(cfg):
+        tp = hints.get(f.name)
+        value = getattr(cfg, f.name)
+        if tp is None or dataclasses.is_dataclass(tp):
+            continue
+        if typing.get_origin(tp) is tuple:
+            inner = typing.get_args(tp)[0] if typing.get_args(tp) else Any
+            what = _PLURAL.get(inner, "values")
+            if inner is str:
+                what = f"{f.name[:-1] if f.name.endswith('s') else f.name} names (strings)"
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"{f.name} must be a tuple of {what}, got the string "
+                                f"{value!r}; write {f.name}=({value!r},)")
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"{f.name} must be a tuple of {what}, got {value!r}; "
+                                f"write {f.name}=({value!r},)")
+            for item in value:
+                try:
+                    _check_scalar(f.name, inner, item)
+                except TypeError:
+                    raise TypeError(f"{f.name} must be a tuple of {what}, got {value!r} "
+                                    f"(the item {item!r})") from None
+        else:
+            _check_scalar(f.name, tp, value)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 @dataclass(frozen=True)
 class Config:
     """Base class of experiment configs: frozen, validated in ``__post_init__``.
@@ -97,6 +172,26 @@ class Config:
     """
 
     SCALES: ClassVar[dict[str, dict]] = {"quick": {}, "paper": {}}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every config checks the *kinds* of its fields (by their annotations) before its own
+        # __post_init__ looks at the values: a string where a tuple of names goes would otherwise
+        # be iterated letter by letter (tasks="mnist" -> "unknown task 'm'").
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is None or getattr(own, "_checks_field_kinds", False):
+            return
+
+        def __post_init__(self) -> None:
+            _check_field_kinds(self)
+            own(self)
+
+        __post_init__._checks_field_kinds = True  # type: ignore[attr-defined]
+        __post_init__.__doc__ = own.__doc__
+        cls.__post_init__ = __post_init__
+
+    def __post_init__(self) -> None:
+        _check_field_kinds(self)
 
     @classmethod
     def at(cls, scale: str, **overrides: Any) -> "Config":
