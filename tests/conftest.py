@@ -12,5 +12,7 @@ torch.set_num_threads(int(os.environ.get("LINATTN_THREADS", "2")))
 @pytest.fixture
 def offline_data(tmp_path, monkeypatch):
     """An empty data folder: only the offline MNIST subset is available."""
-    monkeypatch.setenv("LINATTN_DATA", str(tmp_path / "empty"))
-    return tmp_path / "empty"
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an existing, empty folder: a missing one is a warning (a mistyped LINATTN_DATA)
+    monkeypatch.setenv("LINATTN_DATA", str(empty))
+    return empty

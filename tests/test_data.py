@@ -41,6 +41,7 @@ def test_full_mnist_shapes_and_counts():
 
 
 @needs_full_mnist
+@pytest.mark.filterwarnings("ignore:LINATTN_DATA=/nonexistent-folder is not an existing folder")
 def test_offline_subset_equals_first_500_per_class_of_full(monkeypatch):
     full = data.load("mnist")
     idx = data.first_per_class(full.y, 500)
@@ -53,6 +54,7 @@ def test_offline_subset_equals_first_500_per_class_of_full(monkeypatch):
 
 
 @needs_full_mnist
+@pytest.mark.filterwarnings("ignore:LINATTN_DATA=/nonexistent-folder is not an existing folder")
 def test_quick_task_data_is_the_same_offline_and_full(monkeypatch):
     a = data.task_data("mnist_3v8", 60, 40, seed=3)
     monkeypatch.setenv("LINATTN_DATA", "/nonexistent-folder")
