@@ -52,6 +52,22 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
+def as_numpy(x: Any, name: str) -> np.ndarray:
+    """``x`` as a numpy array (a tensor detached and moved to the CPU); a string, or a ragged or
+    unconvertible object, is a TypeError that names ``name``."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array or a tensor of numbers, got the string {x!r}")
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # ragged nested lists, unconvertible objects
+        raise TypeError(
+            f"{name} must be an array or a tensor of numbers (a rectangular nested list at most), "
+            f"got {type(x).__name__}: {exc}"
+        ) from None
+
+
 def as_tensor(
     x: Any,
     name: str,
@@ -75,15 +91,7 @@ def as_tensor(
     if isinstance(x, torch.Tensor):
         t = x
     else:
-        if isinstance(x, (str, bytes)):
-            raise TypeError(f"{name} must be an array or a tensor of numbers, got the string {x!r}")
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged nested lists, unconvertible objects
-            raise TypeError(
-                f"{name} must be an array or a tensor of numbers (a rectangular nested list at most), "
-                f"got {type(x).__name__}: {exc}"
-            ) from None
+        arr = as_numpy(x, name)
         if arr.dtype == object:
             raise TypeError(f"{name} must be a numeric array, got an object array (ragged or None entries?)")
         if arr.dtype.kind not in "biufc":

@@ -54,7 +54,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ._validation import as_tensor, check_bool, check_int, check_option, check_seed
+from ._validation import as_numpy, as_tensor, check_bool, check_int, check_option, check_seed
 
 __all__ = [
     "DATASETS",
@@ -425,14 +425,7 @@ def preprocess(x, *, standardize: bool | str = False, unit_norm: bool = True) ->
     """
     std = _standardize_option(standardize)
     unit_norm = check_bool(unit_norm, "unit_norm")
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    if isinstance(x, (str, bytes)):
-        raise TypeError(f"x must be an array of images, got the string {x!r}")
-    try:
-        a = np.asarray(x)
-    except ValueError as exc:
-        raise TypeError(f"x must be a rectangular array of images, got {type(x).__name__}: {exc}") from None
+    a = as_numpy(x, "x")
     if a.dtype.kind not in "uif":
         raise TypeError(f"x must hold pixels as integers (0-255) or floats in [0, 1], got dtype {a.dtype}")
     if a.ndim < 2:
@@ -481,14 +474,7 @@ def preprocess(x, *, standardize: bool | str = False, unit_norm: bool = True) ->
 
 def _labels(y, name: str = "y", what: str = "labels") -> np.ndarray:
     """Labels (N,) as a numpy array of integers (floats only if they hold integers: never truncated)."""
-    if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
-    if isinstance(y, (str, bytes)):
-        raise TypeError(f"{name} must be an array of integer {what}, got the string {y!r}")
-    try:
-        a = np.asarray(y)
-    except ValueError as exc:
-        raise TypeError(f"{name} must be a 1-D array of integer {what}: {exc}") from None
+    a = as_numpy(y, name)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of {what}, got shape {a.shape}")
     if a.dtype.kind == "f":
