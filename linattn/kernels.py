@@ -17,6 +17,9 @@ the argument to rescale), never an inf or NaN kernel. Shapes: a data matrix ``X`
   K(x, x') = u (pi - theta) / (2 pi), u = <x^, x^'>.
 - ``ntk_inf``: ntk_relu on a model's own features; ``data_kernel``: the kernels above as
   functions (X, X_train) -> K of raw pixel rows, for a kernel without a network.
+- ``hadamard_lower_bound``: lambda_min of ntk_relu from its Hadamard expansion in the feature
+  Gram U, U / 4 + (1 / 2 pi) sum_k c_k U^{o(2k+2)}: why the NTK's conditioning is set by the
+  closest pair of features, not by kappa(U).
 
 Example
 -------
@@ -29,7 +32,7 @@ True
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable, Literal, NamedTuple
 
 import torch
 
@@ -63,6 +66,8 @@ __all__ = [
     "ntk_inf",
     "features64",
     "data_kernel",
+    "HadamardBound",
+    "hadamard_lower_bound",
 ]
 
 #: how far a row norm may be from 1 before a "unit-row" input is refused
@@ -293,6 +298,62 @@ def ntk_inf(model, X, X2=None) -> torch.Tensor:
     A = features64(model, X)
     B = A if X2 is None else features64(model, X2)
     return ntk_relu(A, B)
+
+
+class HadamardBound(NamedTuple):
+    """The Hadamard-expansion lower bound on lambda_min(ntk_relu) (see :func:`hadamard_lower_bound`)."""
+
+    bound: float            # lambda_min(U) / 4 + (1 / 2 pi) sum_{k < k_max} c_k lambda_min(U^{o(2k+2)}) (step lower bound)
+    linear_term: float      # lambda_min(U) / 4: what the expansion's first term alone gives
+    powers: list[int]       # the Hadamard powers p = 2k + 2 at which lambda_min was evaluated
+    lmins: list[float]      # lambda_min(U^{o p}) at those powers (non-decreasing in p)
+    weight: float           # (1 / 2 pi) sum_{k < k_max} c_k, against the full series' 1/4
+
+
+def _arcsin_coefficients(k_max: int) -> torch.Tensor:
+    """c_k (k < k_max, float64) of arcsin(u) = sum_k c_k u^{2k+1}: c_0 = 1, c_{k+1} / c_k = (2k+1)^2 / ((2k+2)(2k+3))."""
+    k = torch.arange(k_max - 1, dtype=torch.float64)
+    ratios = (2 * k + 1) ** 2 / ((2 * k + 2) * (2 * k + 3))
+    return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(ratios, 0)])
+
+
+def hadamard_lower_bound(Xh, *, k_max: int = 1_000_000, n_eval: int = 60) -> HadamardBound:
+    """A lower bound on lambda_min of the infinite-width NTK :func:`ntk_relu` of unit rows ``Xh`` (N, d).
+
+    With U = Xh Xh^T (unit diagonal) and (pi - arccos u) / (2 pi) = 1/4 + arcsin(u) / (2 pi),
+
+        Theta_inf = U o k0(U) = U / 4 + (1 / 2 pi) sum_{k >= 0} c_k U^{o(2k+2)},
+
+    c_k = (2k)! / (4^k (k!)^2 (2k+1)) > 0 the Taylor coefficients of arcsin (sum_k c_k = pi/2),
+    o the Hadamard (entrywise) product. Every term is positive semi-definite (Schur product
+    theorem), so lambda_min(Theta_inf) >= lambda_min(U) / 4 + (1 / 2 pi) sum_k c_k lambda_min(U^{o(2k+2)}),
+    and dropping the terms k >= ``k_max`` keeps it a lower bound. Schur's inequality
+    lambda_min(A o U) >= lambda_min(A) min_i U_ii = lambda_min(A) makes lambda_min(U^{o p})
+    non-decreasing in p, so it is evaluated at ``n_eval`` log-spaced powers and held constant
+    until the next one: still a lower bound, with N x N eigenvalue problems only ``n_eval`` times.
+
+    The mechanism it shows: lambda_min(U) may be tiny (U of attention features inherits the
+    conditioning of G^3) while the high Hadamard powers, whose off-diagonal entries u_ij^p
+    shrink towards 0, approach the identity and lift lambda_min; how fast is set by the largest
+    off-diagonal |u_ij|, the closest pair of features.
+    """
+    A = _data(Xh, "Xh", min_rows=2)
+    _check_unit_rows(A, "Xh")
+    k_max = check_int(k_max, "k_max", minimum=1)
+    n_eval = check_int(n_eval, "n_eval", minimum=1)
+    U = symmetrize(A @ A.T)
+    c = _arcsin_coefficients(k_max)
+    ks = sorted({0, *(int(round(v)) - 1 for v in torch.logspace(0, math.log10(k_max), n_eval, dtype=torch.float64).tolist())})
+    ks = [k for k in ks if 0 <= k < k_max]
+    lmin = lambda M: float(torch.linalg.eigvalsh(symmetrize(M))[0])
+    lmins = [max(lmin(U ** (2 * k + 2)), 0.0) for k in ks]
+    for i in range(1, len(lmins)):      # enforce the monotonicity that Schur's inequality guarantees (rounding aside)
+        lmins[i] = max(lmins[i], lmins[i - 1])
+    bounds = ks[1:] + [k_max]
+    series = sum(float(c[k:hi].sum()) * lm for k, hi, lm in zip(ks, bounds, lmins)) / (2 * math.pi)
+    linear = max(lmin(U), 0.0) / 4
+    return HadamardBound(bound=linear + series, linear_term=linear, powers=[2 * k + 2 for k in ks],
+                         lmins=lmins, weight=float(c.sum()) / (2 * math.pi))
 
 
 DataKernelKind = Literal["linear", "attention", "ntk_relu", "ntk_attn"]

@@ -250,3 +250,68 @@ def test_data_kernel_labels_and_symmetry(toy):
         assert k(Xt, X).shape == (10, 40)
     with pytest.raises(ValueError, match="kind must be 'attention', 'linear', 'ntk_attn' or 'ntk_relu', got 'rbf'"):
         data_kernel("rbf")
+
+
+# --- the Hadamard expansion of the 2L NTK (hadamard_lower_bound) ---------------------------------
+
+def _unit(n, d, seed):
+    X = torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return X / X.norm(dim=1, keepdim=True)
+
+
+def test_arcsin_coefficients_sum_the_series():
+    from linattn.kernels import _arcsin_coefficients
+    c = _arcsin_coefficients(200)
+    u = 0.6
+    series = float((c * u ** (2 * torch.arange(200, dtype=torch.float64) + 1)).sum())
+    assert series == pytest.approx(math.asin(u), rel=1e-14)
+    assert float(c[1]) == pytest.approx(1 / 6) and float(c[2]) == pytest.approx(3 / 40)
+
+
+def test_hadamard_expansion_equals_ntk_relu_entrywise():
+    from linattn.kernels import _arcsin_coefficients
+    Xh = _unit(6, 4, 0)
+    U = Xh @ Xh.T
+    c = _arcsin_coefficients(4000)
+    U_off = U.clone().fill_diagonal_(0.0)                       # |u_ij| < 1 off the diagonal: the series converges fast there
+    p = 2 * torch.arange(4000, dtype=torch.float64) + 2
+    series = (c[:, None, None] * U_off.abs()[None] ** p[:, None, None]).sum(0) / (2 * math.pi)
+    expansion = U_off / 4 + series
+    K = ntk_relu(Xh)
+    off = ~torch.eye(6, dtype=torch.bool)
+    assert torch.allclose(expansion[off], K[off], rtol=0, atol=1e-12)
+    assert torch.allclose(torch.diagonal(K), torch.full((6,), 0.5, dtype=torch.float64))   # 1/4 + (1/2 pi)(pi/2)
+
+
+@pytest.mark.parametrize("n,d,seed", [(8, 3, 0), (30, 10, 1), (40, 100, 2)])
+def test_hadamard_bound_is_a_lower_bound_and_close(n, d, seed):
+    from linattn.kernels import hadamard_lower_bound
+    Xh = _unit(n, d, seed)
+    lam = float(torch.linalg.eigvalsh(ntk_relu(Xh))[0])
+    hb = hadamard_lower_bound(Xh)
+    assert 0 < hb.bound <= lam
+    assert all(b >= a for a, b in zip(hb.lmins, hb.lmins[1:]))  # Schur: non-decreasing in the power
+    assert hb.linear_term <= hb.bound
+
+
+def test_hadamard_bound_orthonormal_rows_is_one_half():
+    from linattn.kernels import hadamard_lower_bound
+    Xh = torch.eye(5, dtype=torch.float64)
+    hb = hadamard_lower_bound(Xh, k_max=10**6)
+    assert hb.bound == pytest.approx(0.5, abs=1e-3)            # the tail beyond k_max weighs about (2 / pi k_max)^{1/2} / (2 pi)
+    assert hb.bound <= 0.5
+
+
+def test_hadamard_bound_lifts_a_singular_feature_gram():
+    from linattn.kernels import hadamard_lower_bound
+    Xh = _unit(20, 3, 4)                                         # rank 3: lambda_min(U) = 0
+    hb = hadamard_lower_bound(Xh)
+    assert hb.linear_term < 1e-12 and hb.bound > 1e-6
+
+
+def test_hadamard_bound_refuses_bad_input():
+    from linattn.kernels import hadamard_lower_bound
+    with pytest.raises(ValueError, match="unit"):
+        hadamard_lower_bound(torch.ones(3, 2, dtype=torch.float64))
+    with pytest.raises((TypeError, ValueError), match="k_max"):
+        hadamard_lower_bound(_unit(3, 2, 0), k_max=0)
