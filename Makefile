@@ -38,5 +38,11 @@ bench: install
 	$(BIN)/python benchmarks/bench_ntk.py
 	$(BIN)/python benchmarks/bench_influence.py
 
+# every chapter's student notebook, instructor notebook and grading spec, and a student copy of the book
+# (book/teaching.md); executes each chapter once
+.PHONY: assignments
+assignments: install
+	$(BIN)/linattn assign --out _build/assignments --book-dir _build/assignments/student-book
+
 clean:
 	rm -rf _build

@@ -404,6 +404,9 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="versions, device, data found, stored results found")
     i.add_argument("--out", default=None, metavar="DIR")
     sub.add_parser("data", help="data set tools (verify, download)")
+    from .assign import add_commands  # linattn assign | grade: assignments for teachers (issue 12)
+
+    add_commands(sub)
     return p
 
 
@@ -419,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import ChecksumError, DataMissingError
 
     try:
-        return handlers[args.cmd](args)
+        return handlers.get(args.cmd, getattr(args, "handler", None))(args)
     except (UsageError, DataMissingError, ChecksumError) as exc:  # bad input or data: no traceback
         print(f"linattn {args.cmd}: error: {exc}", file=sys.stderr)
         return BAD_INPUT
