@@ -9,6 +9,17 @@ v1's protocol (DIGEST section 4): Adam, lr 1e-3, batch 128, 500 epochs, "L2 regu
 - ``weight_decay``: the *coupled* L2 penalty of ``torch.optim`` (the gradient gets
   ``weight_decay * W`` added, i.e. (weight_decay / 2) ||W||_F^2 is added to the loss), for
   both Adam and GD. This is literal "L2 regularisation"; decoupled AdamW is not used.
+- ``penalty`` (a keyword of :func:`train` and :func:`adversarial_train`), what the penalty pulls
+  towards, with lambda = ``weight_decay`` and W_0 the weights when training starts (the
+  initialisation):
+
+  - ``"l2"`` (default, v1): (lambda / 2) ||W||_F^2, gradient g = dL/dW + lambda W;
+  - ``"anchored"``: (lambda / 2) ||W - W_0||_F^2, gradient g = dL/dW + lambda (W - W_0), zero at
+    initialisation, so it does not shrink the weights and a network with no data gradient stays
+    at W_0 [ours: the review's control for the coupled penalty, issue 15].
+
+  Both are coupled (Adam normalises g, penalty included). :func:`penalty_share` measures how often
+  the penalty's gradient outweighs the data's, coordinate by coordinate.
 - ``optimizer="gd"``: plain (stochastic) gradient descent, no momentum; with
   ``batch_size=None`` it is full-batch GD, the setting of the NTK theory
   (see :func:`linattn.predictors.gd_time`).
@@ -44,7 +55,10 @@ from ._validation import (
     check_seed,
 )
 
-__all__ = ["TrainProtocol", "TrainResult", "TrainingDivergedError", "train", "adversarial_train"]
+__all__ = ["PENALTIES", "TrainProtocol", "TrainResult", "TrainingDivergedError", "train", "adversarial_train",
+           "penalty_share"]
+
+PENALTIES = ("l2", "anchored")  # see the module docstring
 
 
 class TrainingDivergedError(FloatingPointError, ValueError):
@@ -65,7 +79,10 @@ class TrainProtocol:
     ``"auto"``: cross-entropy for C >= 2 outputs, MSE on ±1 targets for one output [v1].
 
     The experiment configs hold one (``config.protocol``); :func:`train` and
-    :func:`adversarial_train` take it as ``protocol=``.
+    :func:`adversarial_train` take it as ``protocol=``. What the weight decay pulls towards
+    (``penalty=``, zero or W_0) is an argument of theirs, not a field here: a protocol is stored
+    whole in the key of every result cell, and a new field would change the keys of the cells
+    stored before it (:class:`linattn.experiments.part2.WidthSweepConfig` holds ``penalty``).
     """
 
     epochs: int = 500
@@ -189,6 +206,21 @@ def _accuracy(loss: str, out: torch.Tensor, y: torch.Tensor) -> float:
     return float((out.argmax(1) == y.argmax(1)).double().mean())
 
 
+def _check_penalty(penalty: str) -> str:
+    if penalty not in PENALTIES:
+        raise ValueError(f"penalty must be 'l2' (lambda/2 ||W||^2, v1's) or 'anchored' (lambda/2 ||W - W_0||^2), "
+                         f"got {penalty!r}; the strength is weight_decay")
+    return penalty
+
+
+def _pull_to_anchors(params, anchors, weight_decay: float) -> None:
+    """Add the anchored penalty's gradient lambda (W - W_0) to each parameter's gradient, in place."""
+    with torch.no_grad():
+        for p, p0 in zip(params, anchors):
+            if p.grad is not None:  # as torch's decay: a parameter without a gradient is not stepped
+                p.grad.add_(p - p0, alpha=weight_decay)
+
+
 def _default_ntk(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
     from .ntk import empirical_ntk  # the Part I module (empirical NTK, closed form)
 
@@ -207,6 +239,7 @@ def _fit(
     batch_size: int | None,
     weight_decay: float,
     seed: int,
+    penalty: str,
     record_ntk_at: Iterable[int] | None,
     X_ntk,
     ntk_fn: Callable | None,
@@ -223,6 +256,7 @@ def _fit(
     epochs = check_int(epochs, "epochs", minimum=0)
     lr = check_range(lr, "lr", 0.0, float("inf"), lo_open=True)
     weight_decay = check_range(weight_decay, "weight_decay", 0.0, float("inf"))
+    penalty = _check_penalty(penalty)
     seed = check_seed(seed)
     progress = check_bool(progress, "progress")
     if callback is not None and not callable(callback):
@@ -258,10 +292,13 @@ def _fit(
         )
     forward = model.forward_features if fast else model
 
+    # "l2": torch's own coupled decay (g + lambda W); "anchored": g + lambda (W - W_0), added below
+    decay = weight_decay if penalty == "l2" else 0.0
     if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=decay)
     else:
-        opt = torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.SGD(params, lr=lr, weight_decay=decay)
+    anchors = [p.detach().clone() for p in params] if penalty == "anchored" and weight_decay > 0 else None
     gen = torch.Generator().manual_seed(seed)
 
     def evaluate() -> tuple[float, float]:
@@ -311,6 +348,8 @@ def _fit(
                     f"so training diverged): lr = {lr:g} is too large for this problem; lower lr"
                 )
             batch_loss.backward()
+            if anchors is not None:
+                _pull_to_anchors(params, anchors, weight_decay)
             opt.step()
             steps += 1
         l, a = evaluate()
@@ -325,7 +364,7 @@ def _fit(
     seconds = time.perf_counter() - t0
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     config = dict(loss=loss, optimizer=optimizer, epochs=epochs, lr=lr, batch_size=batch_size,
-                  weight_decay=weight_decay, seed=seed, n=n)
+                  weight_decay=weight_decay, penalty=penalty, seed=seed, n=n)
     return TrainResult(losses, accs, ntks, state, steps, seconds, config)
 
 
@@ -342,6 +381,7 @@ def train(
     batch_size: int | None = _UNSET,
     weight_decay: float = _UNSET,
     seed: int = 0,
+    penalty: str = "l2",
     record_ntk_at: Iterable[int] | None = None,
     X_ntk=None,
     ntk_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
@@ -362,12 +402,14 @@ def train(
 
     The protocol: ``protocol`` (a :class:`TrainProtocol`; default v1's) with any of
     ``loss``, ``optimizer``, ``epochs``, ``lr``, ``batch_size``, ``weight_decay`` given
-    explicitly applied on top; without a protocol, ``epochs`` is required.
+    explicitly applied on top; without a protocol, ``epochs`` is required. ``penalty``: what
+    the weight decay pulls towards, ``"l2"`` (zero, v1's) or ``"anchored"`` (the initial weights;
+    see the module docstring).
     """
     p = _protocol(protocol, model, loss=loss, optimizer=optimizer, epochs=epochs, lr=lr,
                   batch_size=batch_size, weight_decay=weight_decay)
     return _fit(model, X, targets, loss=p.loss, optimizer=p.optimizer, epochs=p.epochs, lr=p.lr,
-                batch_size=p.batch_size, weight_decay=p.weight_decay, seed=seed,
+                batch_size=p.batch_size, weight_decay=p.weight_decay, seed=seed, penalty=penalty,
                 record_ntk_at=record_ntk_at, X_ntk=X_ntk, ntk_fn=ntk_fn, progress=progress,
                 perturb=None, desc="train", callback=callback)
 
@@ -392,6 +434,7 @@ def adversarial_train(
     batch_size: int | None = _UNSET,
     weight_decay: float = _UNSET,
     seed: int = 0,
+    penalty: str = "l2",
     record_ntk_at: Iterable[int] | None = None,
     X_ntk=None,
     ntk_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
@@ -439,6 +482,42 @@ def adversarial_train(
         return x_adv.detach().to(xb.dtype)
 
     return _fit(model, X, targets, loss=p.loss, optimizer=p.optimizer, epochs=p.epochs, lr=p.lr,
-                batch_size=p.batch_size, weight_decay=p.weight_decay, seed=seed,
+                batch_size=p.batch_size, weight_decay=p.weight_decay, seed=seed, penalty=penalty,
                 record_ntk_at=record_ntk_at, X_ntk=X_ntk, ntk_fn=ntk_fn, progress=progress,
                 perturb=perturb, desc=f"{attack} adversarial training")
+
+
+def penalty_share(model: torch.nn.Module, X, targets, *, weight_decay: float, loss: str, anchor=None) -> dict:
+    """How the penalty's gradient compares with the data's, coordinate by coordinate.
+
+    With g = dL/dW, the gradient of the mean data loss ``loss`` ("ce" or "mse", targets as in
+    :func:`train`) on the whole of (X, targets) (what a random minibatch gradient averages to), and
+    p = lambda (W - A) the penalty's, lambda = ``weight_decay``, A = 0 (``"l2"``) or the
+    tensors ``anchor`` (``"anchored"``; one per trainable parameter, e.g. the initial W):
+
+    - ``share`` = mean_ij 1[|p_ij| > |g_ij|] over every trained coordinate;
+    - ``live`` = the fraction of coordinates with g_ij != 0, and ``share_live`` the share among
+      them (an input coordinate that is 0 on every point, e.g. an MNIST border pixel, or a
+      neuron inactive on every point, gets no data gradient at all, and only the penalty moves it);
+    - ``ratio`` = the median over live coordinates of |p_ij| / |g_ij| (> 1: the penalty wins at
+      the typical coordinate). In the NTK parametrisation g_ij ~ m^{-1/2} while W_ij ~ 1, so
+      at initialisation the ratio grows like sqrt(m).
+    """
+    loss = check_option(loss, "loss", ("ce", "mse"))
+    weight_decay = check_range(weight_decay, "weight_decay", 0.0, float("inf"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    anchor = [torch.zeros_like(p) for p in params] if anchor is None else list(anchor)
+    if len(anchor) != len(params) or any(a.shape != p.shape for a, p in zip(anchor, params)):
+        raise ValueError(f"anchor must hold one tensor of the same shape per trainable parameter "
+                         f"({[tuple(p.shape) for p in params]}), got {[tuple(a.shape) for a in anchor]}")
+    X = as_tensor(X, "X", ndim=2, dtype=params[0].dtype, min_rows=1).to(params[0].device)
+    y = _check_targets(targets, X.shape[0], loss).to(X.device)
+    grads = torch.autograd.grad(_loss_fn(loss, model(X), y), params)
+    g = torch.cat([t.detach().reshape(-1).abs() for t in grads])
+    pen = torch.cat([(weight_decay * (p.detach() - a.to(p))).reshape(-1).abs() for p, a in zip(params, anchor)])
+    live = g > 0
+    return {"share": float((pen > g).double().mean()), "live": float(live.double().mean()),
+            "share_live": float((pen[live] > g[live]).double().mean()) if live.any() else math.nan,
+            "ratio": float((pen[live] / g[live]).median()) if live.any() else math.nan}

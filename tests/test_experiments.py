@@ -68,10 +68,33 @@ def test_every_experiment_has_cells_with_storable_params():
     (dict(widths=()), "at least one"),
     (dict(tasks="mnist"), "tuple of task names"),
     (dict(lr=-1.0), "lr"),
+    (dict(penalty="l1"), "penalty must be 'l2'"),
 ])
 def test_bad_configs_are_refused(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         WidthSweepConfig.quick(**bad)
+
+
+def test_the_penalty_is_left_out_of_cell_keys_at_its_default():
+    """Cells stored before ``penalty`` existed keep their keys; an anchored sweep gets its own."""
+    exp = experiments.get("width_sweep")
+    l2 = exp.cells(WidthSweepConfig.quick())
+    assert all("penalty" not in c for c in l2)
+    assert all("penalty" not in c["protocol"] for c in l2)
+    anchored = exp.cells(WidthSweepConfig.quick(penalty="anchored"))
+    assert all(c["penalty"] == "anchored" for c in anchored)
+    assert WidthSweepConfig.quick().with_settings({"penalty": "anchored"}).penalty == "anchored"
+    assert WidthSweepConfig.from_params(anchored[0], tasks=("mnist",)).penalty == "anchored"
+
+
+def test_penalty_curve_follows_the_coupled_penalty_and_the_anchored_one():
+    config = WidthSweepConfig.quick(**{**TINY, "n_train": 32, "n_test": 10, "n_ntk": 8})
+    prep = prepare_task(config, "mnist")
+    l2 = experiments.part2.penalty_curve(config, prep, "relu", 256, 0)
+    assert l2["epoch"] == [0, 5, 10] and l2["norm"][0] == 1.0
+    assert l2["norm"][-1] < 0.95 and 0.5 < l2["share"][0] <= 1.0  # the penalty shrinks W and wins at most coordinates
+    anchored = experiments.part2.penalty_curve(config.replace(penalty="anchored"), prep, "relu", 256, 0)
+    assert anchored["share"][0] == 0.0 and anchored["norm"][-1] > l2["norm"][-1]
 
 
 def test_cached_features_give_the_models_own_function_and_kernel():

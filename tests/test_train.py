@@ -9,7 +9,7 @@ from linattn.kernels import ntk_inf
 from linattn.models import mlp_attn, relu_net, unit_rows
 from linattn.ntk import empirical_ntk
 from linattn.predictors import gd_time, ntk_flow
-from linattn.train import TrainResult, adversarial_train, train
+from linattn.train import TrainResult, adversarial_train, penalty_share, train
 
 
 def blobs(n=60, d=10, C=3, seed=0):
@@ -67,6 +67,86 @@ def test_weight_decay_is_the_coupled_l2_penalty():
         want = ref.W.detach() - (lr * g if opt == "gd" else lr * g / (g.abs() + 1e-8))
         train(net, X, y, optimizer=opt, lr=lr, weight_decay=wd, batch_size=None, epochs=1, progress=False)
         torch.testing.assert_close(net.W.detach(), want, rtol=1e-10, atol=1e-12)
+
+
+def _reference_adam_run(net, X, y, *, lr, wd, epochs, batch, seed):
+    """The training loop as it was before ``penalty`` existed: torch's Adam with its own coupled decay."""
+    H = net.features(X)
+    opt = torch.optim.Adam([net.W], lr=lr, weight_decay=wd)
+    gen, n = torch.Generator().manual_seed(seed), X.shape[0]
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(net.forward_features(H[idx]), y[idx]).backward()
+            opt.step()
+
+
+def test_the_l2_penalty_is_the_default_and_bit_identical_to_torchs_coupled_decay():
+    X, y = blobs()
+    kw = dict(epochs=4, lr=1e-2, batch_size=16, weight_decay=1e-2, seed=3, progress=False)
+    default, explicit, ref = (relu_net(10, 32, 3, seed=1) for _ in range(3))
+    train(default, X, y, **kw)
+    train(explicit, X, y, penalty="l2", **kw)
+    _reference_adam_run(ref, X, y, lr=1e-2, wd=1e-2, epochs=4, batch=16, seed=3)
+    assert torch.equal(default.W, explicit.W) and torch.equal(default.W, ref.W)
+
+
+class _NoDataGradient(torch.nn.Module):
+    """Logits that do not depend on W (but W is in the graph): the data gradient of W is exactly 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.W = torch.nn.Parameter(torch.randn(4, 5, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return x[:, :3] + 0.0 * self.W.sum()
+
+
+def test_the_anchored_penalty_keeps_weights_without_a_data_gradient_at_w0():
+    """(wd/2)||W - W_0||^2 is 0 with zero gradient at W_0; v1's (wd/2)||W||^2 shrinks W all the same."""
+    X, y = blobs()
+    for opt in ("adam", "gd"):
+        anchored, l2 = _NoDataGradient(), _NoDataGradient()
+        W0 = anchored.W.detach().clone()
+        kw = dict(epochs=5, lr=0.1, batch_size=16, weight_decay=0.1, optimizer=opt, progress=False)
+        train(anchored, X, y, penalty="anchored", **kw)
+        train(l2, X, y, **kw)
+        assert torch.equal(anchored.W.detach(), W0)
+        assert l2.W.detach().norm() < 0.9 * W0.norm()
+
+
+def test_the_anchored_penalty_adds_wd_times_w_minus_w0_to_the_gradient():
+    """Two full-batch GD steps by hand: W_2 = W_1 - lr (grad(W_1) + wd (W_1 - W_0))."""
+    X, y = blobs(n=12)
+    lr, wd = 0.1, 0.5
+    net, ref = relu_net(10, 8, 3, seed=2, dtype=torch.float64), relu_net(10, 8, 3, seed=2, dtype=torch.float64)
+    W = ref.W.detach().clone()
+    W0 = W.clone()
+    for _ in range(2):
+        ref.W.data.copy_(W)
+        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(ref(X), y), ref.W)
+        W = W - lr * (grad + wd * (W - W0))
+    train(net, X, y, optimizer="gd", lr=lr, weight_decay=wd, batch_size=None, epochs=2, penalty="anchored",
+          progress=False)
+    torch.testing.assert_close(net.W.detach(), W, rtol=1e-10, atol=1e-12)
+
+
+def test_penalty_share_counts_coordinates_where_the_penalty_wins():
+    X, y = blobs()
+    net = relu_net(10, 64, 3, seed=0, dtype=torch.float64)
+    none, huge = (penalty_share(net, X, y, weight_decay=wd, loss="ce") for wd in (0.0, 1e6))
+    assert none["share"] == 0.0 and huge["share"] == 1.0 and huge["share_live"] == 1.0
+    assert none["live"] == huge["live"] > 0.5
+    anchored = penalty_share(net, X, y, weight_decay=1e6, loss="ce", anchor=[net.W.detach()])
+    assert anchored["share"] == 0.0  # lambda (W - W_0) = 0 at W_0
+    # NTK parametrisation: the data gradient per coordinate ~ m^{-1/2}, the weights ~ 1
+    narrow, wide = (penalty_share(relu_net(10, m, 3, seed=0, dtype=torch.float64), X, y, weight_decay=1e-3,
+                                  loss="ce")["ratio"] for m in (64, 4096))
+    assert 4 < wide / narrow < 16  # sqrt(4096 / 64) = 8
+    with pytest.raises(ValueError, match="anchor"):
+        penalty_share(net, X, y, weight_decay=1.0, loss="ce", anchor=[])
 
 
 def test_records_the_empirical_ntk_at_chosen_epochs():
@@ -147,6 +227,8 @@ def test_bad_input_is_refused_with_a_useful_message():
         train(net, X * float("nan"), y, epochs=1, progress=False)
     with pytest.raises(ValueError, match="lr"):
         train(net, X, y, epochs=1, lr=0.0, progress=False)
+    with pytest.raises(ValueError, match="penalty must be 'l2' .* or 'anchored' .*got 'l1'"):
+        train(net, X, y, epochs=1, penalty="l1", progress=False)
     with pytest.raises(ValueError, match="eps"):
         adversarial_train(net, X, y, eps=1.5, epochs=1, progress=False)
 

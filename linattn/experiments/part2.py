@@ -4,9 +4,11 @@ One cell = one (task, model, width, seed): build the model (2L-ReLU or MLP-Attn,
 parametrisation, seed = initialisation seed), train it with the config's
 :class:`linattn.train.TrainProtocol` (v1: Adam, lr 1e-3, batch 128, L2 1e-3; cross-entropy for
 10 classes, MSE on ±1 targets for binary tasks; the quick scale compresses training, see
-:class:`WidthSweepConfig`), record its empirical NTK on ``n_ntk`` training points during
-training, fit the infinite-width NTK predictor (:func:`linattn.predictors.kernel_regression`
-with Theta_inf) and measure every reading of "NTK distance" in :data:`linattn.distance.DISTANCES`.
+:class:`WidthSweepConfig`) and its ``penalty`` (v1's coupled L2, or anchored at W_0), record
+its empirical NTK on ``n_ntk`` training points during training, fit the infinite-width NTK
+predictor (:func:`linattn.predictors.kernel_regression` with Theta_inf) and measure every
+reading of "NTK distance" in :data:`linattn.distance.DISTANCES`. :func:`penalty_curve` follows
+how the penalty's gradient compares with the data's along the same training.
 
 Experiments (registered in :mod:`linattn.experiments`):
 
@@ -28,7 +30,7 @@ import torch
 
 from .._validation import check_int
 from ..distance import DISTANCES, DistanceInputs, compute_distances
-from ..train import TrainProtocol
+from ..train import TrainProtocol, _check_penalty
 from .base import Config, Experiment
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "prepare_task",
     "kernel_facts",
     "run_one",
+    "penalty_curve",
     "WIDTH_SWEEP",
     "WIDTH_FACTS",
     "LazyConfig",
@@ -78,6 +81,9 @@ class WidthSweepConfig(Config):
     data_seed: the seed of the data subset (fixed across model seeds).
     init_scale: w_r ~ N(0, init_scale^2 I) [ours: 1, the NTK initialisation; 0.01 is the small
         initialisation of the standard parametrisation]. Left out of a cell's key at its default.
+    penalty: what the protocol's weight decay lambda pulls towards (:mod:`linattn.train`):
+        "l2" [v1: (lambda / 2) ||W||_F^2] or "anchored" [ours: (lambda / 2) ||W - W_0||_F^2].
+        Left out of a cell's key at its default.
 
     Scales: ``quick`` (the book's build): widths 16, 64, 256, 1024, 4096 (the chapter computes
     up to 1024 live and reads 4096 from the store); 3 seeds; n = 256 (200 held
@@ -103,6 +109,7 @@ class WidthSweepConfig(Config):
     data_seed: int = 0
     distances: tuple[str, ...] = tuple(DISTANCES)
     init_scale: float = field(default=1.0, metadata={"omit_default": True})
+    penalty: str = field(default="l2", metadata={"omit_default": True})
 
     SCALES = {
         "quick": dict(widths=(16, 64, 256, 1024, 4096), epochs=40, lr=1e-2),
@@ -137,6 +144,7 @@ class WidthSweepConfig(Config):
         from .._validation import check_range
 
         check_range(self.init_scale, "init_scale", 0.0, float("inf"), lo_open=True)
+        _check_penalty(self.penalty)
         unknown = [d for d in self.distances if d not in DISTANCES]
         if unknown:
             raise ValueError(f"unknown distances {unknown}; choose from {list(DISTANCES)}")
@@ -287,7 +295,7 @@ def run_one(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int,
         f0_test = model(Xh_test).to(torch.float64)
     record = sorted({0, config.epochs, *range(0, config.epochs + 1, config.ntk_every)})
     res = train(model, Xh, prep.targets.to(Xh.device), config.protocol, loss=prep.loss, seed=seed,
-                record_ntk_at=record, X_ntk=Xh[: config.n_ntk], progress=False)
+                penalty=config.penalty, record_ntk_at=record, X_ntk=Xh[: config.n_ntk], progress=False)
     with torch.no_grad():
         f_net = model(Xh_test).to(torch.float64)
     K, Kx, K_ntk = prep.kernels[kind]
@@ -323,6 +331,38 @@ def run_one(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int,
 
 
 
+def penalty_curve(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int, seed: int,
+                  every: int = 5) -> dict:
+    """Train one network as :func:`run_one` does (no kernels recorded) and follow its penalty.
+
+    At initialisation and every ``every`` epochs: :func:`linattn.train.penalty_share` of the
+    config's weight decay lambda against the full-batch data gradient (``share``, ``share_live``,
+    ``live``, ``ratio``), and ``norm`` = ||W_t||_F / ||W_0||_F, how far the weights have shrunk.
+    Returns {"epoch": [...], each of those: [...], "train_acc": the final training accuracy}.
+    """
+    from ..models import relu_net
+    from ..train import penalty_share, train
+
+    every = check_int(every, "every")
+    Xh = prep.features[kind][0]
+    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed, init_scale=config.init_scale).to(Xh.device)
+    W0 = model.W.detach().clone()
+    y = prep.targets.to(Xh.device)
+    anchor = [W0] if config.penalty == "anchored" else None
+    out: dict = {k: [] for k in ("epoch", "share", "share_live", "live", "ratio", "norm")}
+
+    def measure(epoch: int, net: torch.nn.Module) -> None:
+        if epoch % every and epoch != config.epochs:
+            return
+        shares = penalty_share(net, Xh, y, weight_decay=config.protocol.weight_decay, loss=prep.loss, anchor=anchor)
+        for k, v in {**shares, "epoch": epoch, "norm": float(net.W.detach().norm() / W0.norm())}.items():
+            out[k].append(v)
+
+    res = train(model, Xh, y, config.protocol, loss=prep.loss, seed=seed, penalty=config.penalty,
+                progress=False, callback=measure)
+    return {**out, "train_acc": res.final_accuracy}
+
+
 # --------------------------------------------------------------------------- cells
 
 _AXES = ("tasks", "models", "widths", "seeds")
@@ -342,7 +382,8 @@ def _prepared(config: WidthSweepConfig, task: str, device: str) -> PreparedTask:
 def _prep_key(config: WidthSweepConfig) -> WidthSweepConfig:
     """The part of a config the data and Theta_inf depend on (so cells share one preparation)."""
     return dataclasses.replace(config, widths=(1,), seeds=(0,), protocol=TrainProtocol(), ntk_every=1,
-                               ridge=1e-3, f0="zero", distances=tuple(DISTANCES), init_scale=1.0)
+                               ridge=1e-3, f0="zero", distances=tuple(DISTANCES), init_scale=1.0,
+                               penalty="l2")
 
 
 def run_sweep_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
