@@ -16,7 +16,11 @@ Conventions (float64 throughout):
   which are accurate to eps * s_1 in the singular values, i.e. the eigenvalue ratio is
   resolvable up to about 1 / (max(n, d) eps)^2 rather than 1 / (n eps) (rank rule on s).
 - Width bounds: v1 m = kappa^6 / eps^2; v2 m = kappa_d^6 n ln n. Both overflow float64
-  for realistic kappa, so every bound also has a ``log10_`` form.
+  for realistic kappa, so every bound also has a ``log10_`` form. The paper writes them as
+  Omega(...), but the argument behind them (concentration of Theta_m, then Weyl's inequality
+  against lambda_min) gives a width that *suffices*, an upper bound on the width needed; no
+  lower bound is derived (see :mod:`linattn.ntk` for the measured widths and the one empirical
+  lower bound).
 
 Inputs of another floating dtype are computed in float64 but judged with *their own* machine
 epsilon (a float32 matrix is only known to about 1.2e-7 of its largest entry, so its eigenvalues
@@ -342,7 +346,7 @@ def _log10_pos(x: float, name: str) -> float:
 
 
 def log10_width_bound_v1(kappa: float, eps: float) -> float:
-    """log10 of m = kappa^6 / eps^2 (v1: width for NTK convergence to accuracy eps)."""
+    """log10 of m = kappa^6 / eps^2 (v1: width for NTK convergence to accuracy eps; a sufficient width)."""
     lk = _log10_pos(kappa, "kappa")
     if kappa < 1:
         raise ValueError(f"kappa is a condition number, at least 1; got {kappa}")
@@ -351,7 +355,7 @@ def log10_width_bound_v1(kappa: float, eps: float) -> float:
 
 
 def log10_width_bound_v2(kappa_d: float, n: int) -> float:
-    """log10 of m = kappa_d^6 n ln n (v2 abstract); n >= 2 (ln n > 0)."""
+    """log10 of m = kappa_d^6 n ln n (v2 abstract; a sufficient width); n >= 2 (ln n > 0)."""
     lk = _log10_pos(kappa_d, "kappa_d")
     if kappa_d < 1:
         raise ValueError(f"kappa_d is a condition number, at least 1; got {kappa_d}")
