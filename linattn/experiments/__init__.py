@@ -10,12 +10,12 @@ one cell (see :mod:`.base`). ``linattn reproduce`` runs them into the results st
 'NTK distance against width under ten readings (Table 1 of v1)'
 """
 from .base import REGISTRY, Config, Experiment, get, names, register
-from . import part1, part2, part3
+from . import ground_truth, part1, part2, part3
 from .part2 import MODEL_LABELS, MODELS, WidthSweepConfig, kernel_facts, prepare_task, run_one
 
 for _exp in (part1.KAPPA_VS_N, part1.PREMISE, part1.KAPPA_FULL, part2.WIDTH_SWEEP, part2.WIDTH_FACTS, part2.LAZY_CONTROL,
-             part3.MALLEABILITY_TABLES, part3.ADVERSARIAL_TABLES, part3.TASK_KAPPA, part3.MALLEABILITY_CURVES):
+             part3.MALLEABILITY_TABLES, part3.ADVERSARIAL_TABLES, part3.TASK_KAPPA, part3.MALLEABILITY_CURVES, ground_truth.GROUND_TRUTH):
     register(_exp)
 
-__all__ = ["REGISTRY", "Config", "Experiment", "get", "names", "register", "part1", "part2", "part3", "MODELS", "MODEL_LABELS",
+__all__ = ["REGISTRY", "Config", "Experiment", "get", "names", "register", "ground_truth", "part1", "part2", "part3", "MODELS", "MODEL_LABELS",
            "WidthSweepConfig", "kernel_facts", "prepare_task", "run_one"]
