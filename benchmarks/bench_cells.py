@@ -5,6 +5,7 @@
     python benchmarks/bench_cells.py --measure --write  # ... and write the rates to linattn/cell_costs.json
     python benchmarks/bench_cells.py --from-store --write   # the stored cells' median rates -> linattn/cell_costs.json
     python benchmarks/bench_cells.py --quick            # smoke test (tiny cells)
+    python benchmarks/bench_cells.py --report benchmarks/RESULTS.md   # the per-cell times, as a page
 
 The runner estimates a run's time (``linattn reproduce --dry-run``) as rate x work(params), where
 work() is each experiment's relative cost model (training steps x batch x width x d, plus the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import statistics
 import sys
 import time
@@ -45,6 +47,55 @@ def stored_report(store: Store) -> list[dict]:
                      "median_s": statistics.median(walls), "max_s": max(walls), "total_min": sum(walls) / 60,
                      "rate": statistics.median(rates)})
     return rows
+
+
+def paper_cells(store: Store) -> list[dict]:
+    """Wall time of every stored paper-scale cell: one row per (experiment, task, model, variant)."""
+    groups: dict[tuple, list] = {}
+    for _, rec in store.records():
+        if isinstance(rec, CorruptCell) or rec.provenance.get("scale") != "paper":
+            continue
+        p, prov = rec.params, rec.provenance
+        proto = p.get("protocol", {})
+        variant = ", ".join(f"{k}={p[k]}" for k in ("kernel", "input_map", "init_scale", "weight_decay", "n_train",
+                                                      "width") if k in p and not isinstance(p[k], (list, dict)))
+        key = (rec.experiment, p.get("task", "-"), p.get("model", "-"), variant,
+               proto.get("epochs", "-"), f"{prov.get('device')}, {prov.get('threads')} thr")
+        groups.setdefault(key, []).append(prov["wall_s"])
+    return [{"experiment": k[0], "task": k[1], "model": k[2], "variant": k[3], "epochs": k[4], "device": k[5],
+             "cells": len(v), "median_s": statistics.median(v), "max_s": max(v), "total_min": sum(v) / 60}
+            for k, v in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0])))]
+
+
+def report(store: Store, profiles: list[dict]) -> str:
+    """A Markdown page: the stored cells by experiment, every paper-scale group, and phase profiles."""
+    lines = ["# Per-cell wall times", "",
+             "Written by `python benchmarks/bench_cells.py --report benchmarks/RESULTS.md` from the results store "
+             "(each cell's provenance records its wall time, device and threads) and from the phase profiles in "
+             "`benchmarks/profiles/` (`python benchmarks/profile_cell.py ... --json`). Times on a CPU were measured "
+             "on whatever else the machine was doing; the device column says which. Not a test: numbers, not "
+             "thresholds.", "", "## Stored cells by experiment and scale", "",
+             "| experiment | scale | device | cells | median s | max s | total min |", "|---|---|---|---:|---:|---:|---:|"]
+    for r in stored_report(store):
+        lines.append(f"| {r['experiment']} | {r['scale']} | {r['device']} | {r['cells']} | {r['median_s']:.1f} | "
+                     f"{r['max_s']:.1f} | {r['total_min']:.1f} |")
+    lines += ["", "## Paper-scale cells", "",
+              "| experiment | task | model | variant | epochs | device | cells | median s | max s | total min |",
+              "|---|---|---|---|---:|---|---:|---:|---:|---:|"]
+    for r in paper_cells(store):
+        lines.append(f"| {r['experiment']} | {r['task']} | {r['model']} | {r['variant']} | {r['epochs']} | "
+                     f"{r['device']} | {r['cells']} | {r['median_s']:.1f} | {r['max_s']:.1f} | {r['total_min']:.1f} |")
+    if profiles:
+        lines += ["", "## Where a cell spends its time", ""]
+        phases = list(profiles[0]["phases_s"])
+        lines += ["| experiment | cell | threads | wall s | " + " | ".join(phases) + " |",
+                  "|---|---|---:|---:|" + "---:|" * len(phases)]
+        for pr in profiles:
+            cell = ", ".join(f"{k}={v}" for k, v in {**pr["cell"], **pr.get("settings", {})}.items())
+            lines.append(f"| {pr['experiment']} ({pr['scale']}) | {cell} | {pr['threads']} | {pr['wall_s']:.0f} | "
+                         + " | ".join(f"{pr['phases_s'][ph]:.0f} ({100 * pr['phases_s'][ph] / pr['wall_s']:.0f}%)"
+                                      for ph in phases) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _reduced(exp, params: dict, epochs: int) -> dict:
@@ -91,7 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test: quick-scale cells, 1 epoch")
     ap.add_argument("--from-store", action="store_true",
                     help="rates from the stored cells (median over each experiment's cpu cells)")
+    ap.add_argument("--report", default=None, metavar="PATH",
+                    help="write the stored cells' times and benchmarks/profiles/*.json as a Markdown page")
     args = ap.parse_args(argv)
+    if args.report:
+        profiles = [json.loads(f.read_text()) for f in sorted((pathlib.Path(__file__).parent / "profiles").glob("*.json"))]
+        pathlib.Path(args.report).write_text(report(Store(), profiles))
+        print(f"report -> {args.report}")
+        return 0
     print(f"torch {torch.__version__}, CPU threads {args.threads}, store {Store().root}")
     print("\nstored cells (wall time per cell):")
     print(f"{'experiment':22s} {'scale':7s} {'device':28s} {'cells':>5s} {'median s':>9s} {'max s':>8s} {'total min':>9s}")

@@ -20,3 +20,27 @@ def test_quick_mode_reports_and_measures(capsys):
     assert "task_kappa" in out and "malleability_curves" in out
     r = bench.measure("task_kappa", "quick", 1, 1)
     assert r["rate"] > 0 and r["full_cell_s"] > 0 and r["n_cells"] == 4
+
+
+def test_report_lists_every_paper_cell_group(tmp_path):
+    bench = load()
+    out = tmp_path / "R.md"
+    assert bench.main(["--report", str(out)]) == 0
+    text = out.read_text()
+    assert "## Stored cells by experiment and scale" in text and "## Paper-scale cells" in text
+    stored = sum(r["cells"] for r in bench.paper_cells(bench.Store()))
+    assert stored == sum(1 for _, rec in bench.Store().records()
+                         if getattr(rec, "provenance", {}).get("scale") == "paper")
+
+
+def test_profile_attributes_a_quick_cell_to_its_phases():
+    spec = importlib.util.spec_from_file_location("profile_cell", PATH.parent / "profile_cell.py")
+    prof = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prof)
+    r = prof.profile("malleability_tables", "quick", {"tasks": "mnist", "models": "relu", "seeds": "0"}, 1)
+    ph = r["phases_s"]
+    assert set(ph) == {"setup", "training", "kernels", "influence", "attacks", "other"}
+    assert all(v >= 0 for v in ph.values())
+    # the named phases are disjoint parts of the wall time, and each ran
+    assert sum(ph.values()) <= r["wall_s"] * 1.01
+    assert ph["training"] > 0 and ph["kernels"] > 0 and ph["attacks"] > 0 and ph["influence"] > 0
