@@ -35,6 +35,12 @@ def _check(datasets, preprocess=()) -> None:
             raise ValueError(f"unknown preprocessing {p!r}; choose from {sorted(PREPROCESS)}")
 
 
+def _dim(name: str) -> int:
+    from ..data import input_dim
+
+    return input_dim(name)
+
+
 def _pool_needs(params: dict) -> list[tuple[str, str]]:
     if params.get("pool_per_class") is not None and params["dataset"] == "mnist":
         return []  # the offline MNIST subset holds the quick pool
@@ -89,7 +95,7 @@ KAPPA_VS_N = Experiment(
     cells=_kappa_cells,
     run=run_kappa_cell,
     data=_pool_needs,
-    work=lambda p: 1e-9 * sum(n * n * (784 if p["dataset"] == "mnist" else 3072) for n in p["ns"]),
+    work=lambda p: 1e-9 * sum(n * n * _dim(p["dataset"]) for n in p["ns"]),
 )
 
 
@@ -150,7 +156,7 @@ PREMISE = Experiment(
     cells=_premise_cells,
     run=run_premise_cell,
     data=_pool_needs,
-    work=lambda p: 1e-9 * p["n"] ** 2 * (784 if p["dataset"] == "mnist" else 3072),
+    work=lambda p: 1e-9 * p["n"] ** 2 * _dim(p["dataset"]),
 )
 
 
@@ -173,7 +179,7 @@ def run_full_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
     from .. import data, spectra
 
     ds = data.load(params["dataset"], "train", source="full")
-    X = torch.from_numpy(data.preprocess(ds.x, standardize=PREPROCESS[params["preprocess"]]))
+    X = torch.from_numpy(data.preprocess(ds.x, standardize=PREPROCESS[params["preprocess"]], dataset=params["dataset"]))
     (pt,) = spectra.kappa_d_sweep(lambda _: X, [len(X)])
     return {"rows": [{"dataset": params["dataset"], "preprocess": params["preprocess"], **pt._asdict()}]}
 

@@ -35,7 +35,8 @@ __all__ = ["TableConfig", "AdversarialConfig", "CurvesConfig", "paper_model", "a
 
 TASKS = ("mnist", "mnist_3v8", "cifar10", "cifar_car_plane")
 TASK_LABELS = {"mnist": "MNIST", "mnist_3v8": "MNIST 3 vs 8", "cifar10": "CIFAR-10",
-               "cifar_car_plane": "CIFAR-10 cars vs planes"}
+               "cifar_car_plane": "CIFAR-10 cars vs planes",
+               "fashion_mnist": "Fashion-MNIST", "fashion_tshirt_shirt": "Fashion-MNIST T-shirts vs shirts"}
 ATTACKS = ("fgsm", "pgd", "mim", "noise")
 KERNELS = ("empirical", "infinite")
 
@@ -307,6 +308,12 @@ def run_adversarial_cell(params: dict, device: str = "cpu") -> dict[str, list[di
     return _run(params, AdversarialConfig, device)
 
 
+def _dim(task: str) -> int:
+    from ..data import input_dim
+
+    return input_dim(task)
+
+
 def _needs(params: dict) -> list[tuple[str, str]]:
     from ..data import TASKS as KNOWN
 
@@ -319,7 +326,7 @@ def _needs(params: dict) -> list[tuple[str, str]]:
 def _work(params: dict) -> float:
     """Relative cost: training (steps x batch x width x d, times PGD steps + 1 when adversarial)
     plus one n x n kernel and its factorisation per attack and mode."""
-    d = 784 if params["task"].startswith("mnist") else 3072
+    d = _dim(params["task"])
     p = TrainProtocol(**params["protocol"]) if "protocol" in params else TrainProtocol(epochs=20)
     n = params.get("n_train", 200)
     epochs = params.get("at_epochs", p.epochs)
@@ -372,7 +379,7 @@ TASK_KAPPA = Experiment(
                       "pool_per_class": c.pool_per_class} for t in c.tasks],
     run=run_task_kappa_cell,
     data=_needs,
-    work=lambda p: 1e-9 * p["n_train"] ** 2 * (784 if p["task"].startswith("mnist") else 3072),
+    work=lambda p: 1e-9 * p["n_train"] ** 2 * _dim(p["task"]),
 )
 
 
@@ -521,7 +528,7 @@ def run_curve_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
 
 
 def _curve_work(params: dict) -> float:
-    d = 784 if params["task"].startswith("mnist") else 3072
+    d = _dim(params["task"])
     p = TrainProtocol(**params["protocol"])
     n, w = params["n"], params["width"]
     evals = (len(params["eps_values"]) + len(params["taus"]) + len(params["checkpoints"])) * 2 * len(params["attacks"])
