@@ -51,7 +51,7 @@ from typing import Any
 import yaml
 
 __all__ = ["Claim", "ClaimMismatch", "REGISTRY_PATH", "load_registry", "get", "record", "record_many",
-           "paper", "verdict_of", "table", "VERDICTS"]
+           "paper", "verdict_of", "table", "registry_table", "locate", "pretty_math", "VERDICTS"]
 
 REGISTRY_PATH = pathlib.Path(__file__).with_name("claims.yml")
 VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not tested at this scale")
@@ -332,3 +332,258 @@ def html_table(rows: list[dict]) -> str:
             cells.append(f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table class='claims'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+# --------------------------------------------------------------------------- the registry as one table
+
+_GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "Delta": "Δ", "eps": "ε", "epsilon": "ε",
+          "theta": "θ", "Theta": "Θ", "kappa": "κ", "lambda": "λ", "Lambda": "Λ", "mu": "μ", "pi": "π",
+          "rho": "ρ", "sigma": "σ", "Sigma": "Σ", "tau": "τ", "phi": "φ", "Phi": "Φ", "psi": "ψ"}
+_GREEK_RE = __import__("re").compile(r"(?<![A-Za-z])(" + "|".join(sorted(_GREEK, key=len, reverse=True)) + r")(?![A-Za-z])")
+_SUB_TOKEN = r"(\{[^{}]*\}|[A-Za-z0-9]+)"
+
+
+def pretty_math(text: str) -> "tables.Markup":
+    """The registry's plain-text math as HTML a reader reads as math, e.g.
+    ``||Theta_m - Theta_inf||_op`` -> ‖Θ<sub>m</sub> − Θ<sub>∞</sub>‖<sub>op</sub>,
+    ``kappa^6 n ln n`` -> κ<sup>6</sup> n ln n.
+
+    Conservative: the text is HTML-escaped first; Greek letter names become letters only as
+    whole words (``kappa_d``, not ``kappa_vs_n``-style identifiers, which have no Greek
+    letters in the registry); ``_x`` is a subscript only after a Greek letter, a lone Latin
+    letter (``x_j``, ``f_net``, not ``init_scale``), ``‖`` or ``)``; ``^x`` a superscript after
+    any non-space character (``x^,`` for x-hat stays as it is); ``<=``, ``>=``, ``+-``, ``->``
+    become ≤, ≥, ±, →. Returns :class:`linattn.tables.Markup` with the original text as its
+    plain-text form.
+    """
+    import html as _html
+    import re
+
+    from . import tables
+
+    s = _html.escape(str(text), quote=False)
+    s = s.replace("||", "‖").replace("&lt;=", "≤").replace("&gt;=", "≥").replace("+-", "±").replace("-&gt;", "→")
+    s = _GREEK_RE.sub(lambda m: _GREEK[m.group(1)], s)
+
+    def sub(m: "re.Match") -> str:
+        tok = m.group(2)
+        tok = tok[1:-1] if tok.startswith("{") else tok
+        tok = "∞" if tok == "inf" else tok
+        return f"{m.group(1)}<sub>{tok}</sub>"
+
+    greek = "".join(sorted(set(_GREEK.values())))
+    s = re.sub(rf"([{greek}‖)])_{_SUB_TOKEN}", sub, s)
+    s = re.sub(rf"(?<![A-Za-z0-9_&;])([A-Za-z])_{_SUB_TOKEN}", sub, s)
+
+    def sup(m: "re.Match") -> str:
+        tok = m.group(2)
+        tok = tok[1:-1] if tok.startswith("{") else tok
+        return f"{m.group(1)}<sup>{tok.replace('-', '−')}</sup>"
+
+    for _ in range(2):  # G^{3^k}: the inner power once the outer is made
+        s = re.sub(r"(\S)\^(\{[^{}]*\}|-?[A-Za-z0-9]+(?:/[0-9]+)?)", sup, s)
+    s = re.sub(r"(?<=\s)-(?=\s)", "−", s)
+    return tables.Markup(s, text=str(text))
+
+
+def _heading_id(title: str) -> str:
+    """The HTML id Sphinx gives a MyST heading: docutils' make_id of its text (markup removed)."""
+    import re
+
+    from docutils.nodes import make_id
+
+    t = re.sub(r"\{[a-z:-]+\}`([^`]*)`", r"\1", title)          # {role}`text`
+    t = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", t)              # [text](link)
+    t = re.sub(r"[`*$]", "", t)
+    return make_id(t)
+
+
+def _recorded_ids(source: str) -> tuple[set[str], set[str]]:
+    """Claim ids a code cell records: (literal ids, regex patterns of f-string ids), read from the
+    first argument of claims.record(...) and claims.record_many({...}) (as tests/test_claims.py)."""
+    import ast
+    import re
+
+    literals: set[str] = set()
+    patterns: set[str] = set()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return literals, patterns
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("record", "record_many") and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "claims" and node.args):
+            continue
+        arg = node.args[0]
+        if node.func.attr == "record":
+            keys = [arg]
+        elif isinstance(arg, ast.DictComp):
+            keys = [arg.key]
+        elif isinstance(arg, ast.Dict):
+            keys = [k if k is not None else getattr(v, "key", None) for k, v in zip(arg.keys, arg.values)]
+        else:
+            keys = []
+        for k in keys:
+            if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                literals.add(k.value)
+            elif isinstance(k, ast.JoinedStr):
+                patterns.add("".join(re.escape(v.value) if isinstance(v, ast.Constant) else "[A-Za-z0-9_]+"
+                                     for v in k.values))
+    return literals, patterns
+
+
+@functools.lru_cache(maxsize=32)
+def _chapter_outline(path: str, mtime: float) -> tuple[str, list[tuple[str, str, set[str], set[str]]]]:
+    """A chapter's title and, per code cell that records claims, (section title, section id,
+    literal ids, id patterns) of the section it sits in."""
+    import json
+    import re
+
+    nb = json.loads(pathlib.Path(path).read_text())
+    title, section, cells = "", "", []
+    for c in nb["cells"]:
+        src = "".join(c["source"])
+        if c["cell_type"] == "markdown":
+            for line in src.splitlines():
+                m = re.match(r"^(#{1,3})\s+(.*?)\s*$", line)
+                if m and len(m.group(1)) == 1 and not title:
+                    title = m.group(2)
+                elif m and len(m.group(1)) in (2, 3):
+                    section = m.group(2)
+        elif c["cell_type"] == "code":
+            lit, pat = _recorded_ids(src)
+            if lit or pat:
+                cells.append((section, _heading_id(section) if section else "", lit, pat))
+    return title, cells
+
+
+def locate(claim: Claim, root: str | pathlib.Path | None = None) -> dict[str, str]:
+    """Where the book measures a claim: ``{"chapter": title, "section": section title, "href":
+    relative link from the appendix page (``../part1/x.html#section-id``), "path": chapter}``.
+
+    The section is the last heading (## or ###) above the first code cell of the chapter that
+    records the claim (``claims.record``/``record_many``); "" (link to the page) if none does.
+    """
+    import re
+
+    root = pathlib.Path(root) if root is not None else REGISTRY_PATH.parents[1]
+    nb = root / claim.chapter
+    rel = pathlib.PurePosixPath(claim.chapter)
+    parts = rel.with_suffix(".html").parts
+    href = "../" + "/".join(parts[1:]) if parts and parts[0] == "book" else "/".join(parts)
+    if not nb.exists():
+        return {"chapter": claim.chapter, "section": "", "href": href, "path": claim.chapter}
+    title, cells = _chapter_outline(str(nb), nb.stat().st_mtime)
+    for section, sid, lit, pat in cells:
+        if claim.id in lit or any(re.fullmatch(p, claim.id) for p in pat):
+            return {"chapter": title or claim.chapter, "section": section,
+                    "href": href + (f"#{sid}" if sid else ""), "path": claim.chapter}
+    return {"chapter": title or claim.chapter, "section": "", "href": href, "path": claim.chapter}
+
+
+def _chapter_order(root: pathlib.Path) -> list[str]:
+    """Chapter paths (book/...ipynb) in the order of _toc.yml (chapters not in it: none)."""
+    toc = root / "_toc.yml"
+    if not toc.exists():
+        return []
+    data = yaml.safe_load(toc.read_text()) or {}
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                out.append(str(node["file"]) + ".ipynb")
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(data)
+    return out
+
+
+def _verdict_scale(c: Claim) -> str:
+    """The scale the verdict is taken at: ``largest``'s first word if stated, else ``at``."""
+    if c.largest is not None:
+        first = str(c.largest.get("scale", "")).split(" ", 1)[0]
+        return first if first in ("quick", "paper") else "any"
+    return c.at
+
+
+def registry_table(claims: dict[str, Claim] | None = None, *, root: str | pathlib.Path | None = None):
+    """The registry as ONE table for the book (a :class:`linattn.tables.Table`): one row per claim,
+    in the book's chapter order, with columns
+
+    Chapter (title and section, linked to where the book measures it) | Claim (the quantity, math
+    set as HTML, and the claim's id) | Paper (value and version) | Ours (the value the verdict is
+    taken at, with its interval and scale; the book-scale value beside it when they differ) |
+    Verdict (and the check that gives it) | Note (and what the verdict depends on).
+
+    Sortable by any column, filterable by chapter, paper version, verdict and the verdict's scale
+    (``book/_static/linattn-tables.js``); without JavaScript the whole table shows.
+    """
+    import html as _html
+
+    from . import tables
+
+    reg = load_registry() if claims is None else claims
+    root = pathlib.Path(root) if root is not None else REGISTRY_PATH.parents[1]
+    order = {p: i for i, p in enumerate(_chapter_order(root))}
+    ordered = sorted(reg.values(), key=lambda c: order.get(c.chapter, len(order)))
+    esc = _html.escape
+
+    def num(v: Any) -> float | None:
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "holds" if v else "does not hold"
+        if isinstance(v, (int, float)):
+            return tables.fmt_power(v, ".3g")
+        return "--" if v is None else str(v)
+
+    def block(b: dict) -> tuple[str, str]:
+        iv = f" [{value(b['lo'])}, {value(b['hi'])}]" if b.get("lo") is not None else ""
+        return value(b["value"]) + iv, str(b.get("scale", ""))
+
+    rows = []
+    for c in ordered:
+        loc = locate(c, root)
+        sec = f'<span class="scale">§ {pretty_math(loc["section"].replace("$", ""))}</span>' if loc["section"] else ""
+        chapter = tables.Markup(f'<a href="{esc(loc["href"], quote=True)}">{esc(loc["chapter"].replace("$", ""))}</a>{sec}',
+                                text=loc["chapter"], sort=order.get(c.chapter, len(order)))
+        claim = tables.Markup(f'{pretty_math(c.quantity)}<span class="cid">{esc(c.id)}</span>', text=c.quantity)
+        pv = c.paper.get("value")
+        paper = tables.Markup(f'{esc(value(pv))}<span class="scale">{esc(c.paper["version"])}</span>',
+                              text=f"{value(pv)} ({c.paper['version']})", sort=num(pv))
+        main = c.largest or c.ours
+        v, sc = block(main)
+        extra = ""
+        if c.largest is not None:
+            qv, qs = block(c.ours)
+            extra = f'<span class="scale">book scale: {esc(qv)} ({esc(qs)})</span>'
+        ours = tables.Markup(f'<span class="nowrap">{esc(v)}</span><span class="scale">{esc(sc)}</span>{extra}',
+                             text=f"{v} ({sc})", sort=num(main["value"]))
+        slug = c.verdict.replace(" ", "-")
+        verdict = tables.Markup(f'<span class="verdict verdict-{slug}">{esc(c.verdict)}</span>'
+                                f'<span class="check">{pretty_math(_check_text(c))}</span>',
+                                text=c.verdict, sort=VERDICTS.index(c.verdict))
+        note = str(pretty_math(c.note)) if c.note else ""
+        if c.depends:
+            note += f'<span class="scale"><b>Depends:</b> {pretty_math(c.depends)}</span>'
+        rows.append({"chapter": chapter, "claim": claim, "paper": paper, "ours": ours, "verdict": verdict,
+                     "note": tables.Markup(note, text=c.note),
+                     "_data": {"chapter": loc["chapter"].replace("$", ""), "version": c.paper["version"],
+                               "verdict": c.verdict, "scale": _verdict_scale(c)}})
+    return tables.Table(
+        rows, ["chapter", "claim", "paper", "ours", "verdict", "note"],
+        headers={"chapter": "Chapter", "claim": "Claim", "paper": "Paper", "ours": "Ours (verdict's scale)",
+                 "verdict": "Verdict", "note": "Note"},
+        classes="linattn-table linattn-claims", sortable=True,
+        column_classes={"chapter": "chapter small", "claim": "claim", "ours": "small",
+                        "note": "wide small"},
+        filters={"chapter": "chapter", "version": "paper version", "verdict": "verdict",
+                 "scale": "verdict's scale"},
+        row_data=lambda r: r["_data"])

@@ -8,7 +8,10 @@ No pandas. This module turns such rows into the tables a chapter shows:
   t-interval of the mean with ``level=``);
 - :func:`pivot`: one row per index tuple, one column per value of a field;
 - :func:`to_text` and :func:`to_html`: print a table for a terminal or for the book;
-- :func:`fmt_number` and :func:`fmt_interval`: one cell as a reader writes it.
+- :func:`fmt_number`, :func:`fmt_interval` and :func:`fmt_power`: one cell as a reader writes it;
+- :class:`Table`: a table that shows as styled HTML in the book and as text in a terminal, with
+  cells that may be an :class:`Interval` (``0.42 [0.36, 0.49]``), a :class:`Pow10` or
+  :class:`Markup`.
 
 **The NaN rule** (one rule for the whole package): a non-finite value (NaN, inf, or
 ``None`` for "no value") is left out of every statistic and counted in ``n_nan``; a
@@ -21,7 +24,9 @@ from __future__ import annotations
 import html
 import math
 import numbers
+import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,8 +45,14 @@ __all__ = [
     "pivot",
     "fmt_number",
     "fmt_interval",
+    "fmt_power",
     "to_text",
     "to_html",
+    "Table",
+    "Interval",
+    "interval",
+    "Pow10",
+    "Markup",
 ]
 
 Row = dict[str, Any]
@@ -345,23 +356,193 @@ def to_text(rows: Sequence[Mapping], columns: Iterable[Any] | None = None, *, fl
 
 def _formatter(fmt: Format, name: str) -> Callable[[Any], str]:
     if callable(fmt):
-        return lambda v: str(fmt(v))
+        return fmt
     spec = _check_spec(fmt, name)
     return lambda v: _fmt(v, spec)
 
 
+# --------------------------------------------------------------------------- rich cells and HTML
+
+_SUPERSCRIPT = str.maketrans("0123456789-+.", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺·")
+_E_NOTATION = re.compile(r"^([+-]?\d+(?:\.\d*)?)e([+-]?)0*(\d+)$")
+_NUMBER_LIKE = re.compile(r"^[+\-−±]?(\d|\.\d)[\d.,eE+\-−×^ \[\](){}±/%<>≤≥~·⁰¹²³⁴⁵⁶⁷⁸⁹⁻]*$")
+
+
+class Markup(str):
+    """A cell (or a header, a formatter's output) that is already HTML: :func:`to_html` puts it in
+    unescaped. ``text`` is what a plain-text table shows instead (default: the string itself);
+    ``sort`` an optional number a sortable table sorts the cell by.
+
+    Only for HTML the code builds itself (links, ``<sub>``); never wrap text that came from outside.
+    """
+
+    def __new__(cls, html_text: str, text: str | None = None, sort: float | None = None):
+        obj = super().__new__(cls, html_text)
+        obj.text = str(html_text) if text is None else str(text)
+        obj.sort = sort
+        return obj
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A value with its interval, shown as ``"0.42 [0.36, 0.49]"`` and kept on one line.
+
+    Each of ``value``, ``lo``, ``hi`` is formatted by the column's format spec (NaN -> ``nan``,
+    None -> ``--``); the cell sorts by ``value``.
+    """
+
+    value: Any
+    lo: Any
+    hi: Any
+
+    def __str__(self) -> str:
+        return fmt_interval(self.value, self.lo, self.hi)
+
+
+@dataclass(frozen=True)
+class Pow10:
+    """A number known by its base-10 logarithm (a width of 10^18.3): shown as ``10^18.3``
+    (HTML: 10<sup>18.3</sup>), the exponent by the column's format spec; sorts by ``log10``."""
+
+    log10: Any
+
+    def __str__(self) -> str:
+        return f"10^{_fmt(self.log10, '.3g')}"
+
+
+def interval(value: Any, lo: Any, hi: Any) -> Interval:
+    """``Interval(value, lo, hi)``: a table cell ``"value [lo, hi]"``."""
+    return Interval(value, lo, hi)
+
+
+def _power(text: str, html_out: bool) -> str:
+    """``"2e+04"`` -> ``"2 × 10⁴"`` (text) or ``"2 × 10<sup>4</sup>"`` (HTML); ``"1e-06"`` ->
+    ``10⁻⁶``; anything that is not one number in e-notation is returned as it is (escaped for HTML)."""
+    m = _E_NOTATION.match(text)
+    if m is None:
+        return html.escape(text) if html_out else text
+    mant, sign, exp = m.groups()
+    if exp == "0":                                      # 1.4e+00 is 1.4
+        return html.escape(mant) if html_out else mant
+    exp = ("-" if sign == "-" else "") + exp
+    if html_out:
+        power = f"10<sup>{exp.replace('-', '−')}</sup>"
+        mant = mant.replace("-", "−")
+        sep = " × "
+    else:
+        power = "10" + exp.translate(_SUPERSCRIPT)
+        sep = " × "
+    if mant in ("1", "+1"):
+        return power
+    if mant == "-1":
+        return ("−" if html_out else "-") + power
+    return f"{mant}{sep}{power}"
+
+
+def fmt_power(v: Any, spec: str = ".3g") -> str:
+    """One number as a reader writes it: :func:`fmt_number`, with a power of ten written
+    ``2 × 10⁴`` (Unicode superscripts) instead of ``2e+04``; ``1e-06`` gives ``10⁻⁶``. For text
+    that a reader sees (glued prose, tables); :func:`fmt_number` keeps the terse form."""
+    _check_spec(spec, "spec")
+    text = _fmt(v, spec)
+    return _power(text, html_out=False) if _is_number(v) else text
+
+
+def _is_num_cell(v: Any) -> bool:
+    return _is_number(v) or isinstance(v, (Interval, Pow10))
+
+
+def _render(v: Any, fmt: Callable[[Any], Any], spec: str | None) -> tuple[str, str, bool, float | None]:
+    """One cell: (text, html, right-aligned?, sort key)."""
+    if v is None:
+        return "--", "--", False, None
+    if isinstance(v, Markup):
+        return v.text, str(v), False, v.sort
+    if isinstance(v, Interval) and spec is not None:
+        parts = [_fmt(x, spec) for x in (v.value, v.lo, v.hi)]
+        text = f"{_power(parts[0], False)} [{_power(parts[1], False)}, {_power(parts[2], False)}]"
+        html_ = (f'<span class="v">{_power(parts[0], True)}</span> '
+                 f'<span class="ci">[{_power(parts[1], True)}, {_power(parts[2], True)}]</span>')
+        key = v.value if _is_number(v.value) else None
+        return text, html_, True, key
+    if isinstance(v, Pow10) and spec is not None:
+        e = _fmt(v.log10, spec)
+        return f"10^{e}", f"10<sup>{html.escape(e).replace('-', '−')}</sup>", True, v.log10
+    out = fmt(v)
+    if isinstance(out, Markup):
+        return out.text, str(out), _is_num_cell(v), _sort_key(v)
+    out = str(out)
+    if isinstance(v, (bool, np.bool_)) or isinstance(v, str):
+        num = isinstance(v, str) and bool(_NUMBER_LIKE.match(v.strip()))
+        return out, html.escape(out), num, None
+    return _power(out, False), _power(out, True), _is_num_cell(v), _sort_key(v)
+
+
+def _sort_key(v: Any) -> float | None:
+    if isinstance(v, Interval):
+        v = v.value
+    if isinstance(v, Pow10):
+        v = v.log10
+    if _is_number(v):
+        return float(v)
+    return None
+
+
+def _check_classes(classes: str | Iterable[str], name: str) -> list[str]:
+    if isinstance(classes, str):
+        classes = classes.split()
+    classes = list(classes)
+    for c in classes:
+        if not isinstance(c, str) or not c or any(ch.isspace() or ch in "\"'<>&=" for ch in c):
+            raise ValueError(f"{name} must be CSS class names (no spaces or quotes), got {c!r}")
+    return classes
+
+
+_ATTR_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+def _attrs(d: Mapping[str, Any], name: str) -> str:
+    out = []
+    for k, v in d.items():
+        if not isinstance(k, str) or not _ATTR_NAME.match(k):
+            raise ValueError(f"{name} keys must be data-attribute names such as 'chapter' (lower case, digits, "
+                             f"hyphens), got {k!r}")
+        out.append(f' data-{k}="{html.escape(str(v), quote=True)}"')
+    return "".join(out)
+
+
 def to_html(rows: Sequence[Mapping], columns: Iterable[Any] | None = None, *,
             headers: Mapping | Sequence | None = None, formats: Mapping[Any, Format] | None = None,
-            caption: str | None = None, classes: str | Iterable[str] = "linattn-table") -> str:
-    """An HTML table of ``rows``, wrapped in ``<div class="linattn-table-wrap">`` (the book's
-    CSS lets that div scroll horizontally rather than clip a wide table).
+            caption: str | None = None, classes: str | Iterable[str] = "linattn-table",
+            paper: Iterable[Any] = (), groups: Sequence[tuple[str, int]] | None = None,
+            column_classes: Mapping[Any, str | Iterable[str]] | None = None, sortable: bool = False,
+            filters: Mapping[str, str] | None = None,
+            row_data: Callable[[Mapping], Mapping[str, Any]] | None = None) -> str:
+    """An HTML table of ``rows``, wrapped in ``<div class="linattn-table-wrap">`` (the book's CSS,
+    ``book/_static/linattn.css``, lets that div scroll horizontally rather than clip a wide table).
 
-    ``columns`` default to every field in order of first appearance. ``formats`` maps a
-    column to a format spec (``".2f"``) or a callable value -> str; other columns use
-    :func:`fmt_number` with ``".3g"`` (None -> ``--``, a missing field -> empty). All text
-    (headers, cells, callable output, caption) is HTML-escaped. Numeric cells (int/float,
-    NaN included, not bool) get ``class="num"``, and so does a header whose column holds
-    only numbers. ``classes`` go on the ``<table>``; no inline styles.
+    ``columns`` default to every field in order of first appearance. ``formats`` maps a column to
+    a format spec (``".2f"``) or a callable value -> str; other columns use ``".3g"`` (None ->
+    ``--``, a missing field -> empty, bool -> yes/no). A number in e-notation is written as a
+    power of ten (``2 × 10<sup>4</sup>``). A cell may be an :class:`Interval` (``0.42 [0.36,
+    0.49]``, kept on one line, each part by the column's spec), a :class:`Pow10` (a value given by
+    its log10) or :class:`Markup` (HTML the code built; not escaped). All other text (headers,
+    cells, callable output, caption) is HTML-escaped.
+
+    Classes, for the CSS: numeric cells (int/float, NaN, Interval, Pow10; not bool) and strings
+    that read as numbers (``"0.52 (0.99)"``) get ``num`` (right-aligned, not wrapped), a header
+    ``num`` when its column holds only numbers; the columns in ``paper`` (the paper's values
+    beside ours) get ``paper``; ``column_classes`` adds classes to a column's header and cells
+    (``{"note": "wide"}`` gives a wrapping column of readable width). ``groups``: a header row
+    above the column names, ``[(label, span), ...]`` covering the columns left to right (label
+    "" for none), e.g. ``[("", 2), ("m = 16", 2)]``. ``classes`` go on the ``<table>``; no inline
+    styles.
+
+    Interaction (``book/_static/linattn-tables.js``, the table stays readable without it):
+    ``sortable`` lets a reader sort by clicking a header (numbers by value: cells carry
+    ``data-v``); ``filters`` (``{"chapter": "Chapter", ...}``) adds one drop-down per key over
+    the values that ``row_data(row)`` (a dict key -> value, written as ``data-key`` on the row's
+    ``<tr>``) takes, and a search box.
     """
     rows = _check_rows(rows)
     cols = _columns(rows, columns)
@@ -374,29 +555,62 @@ def to_html(rows: Sequence[Mapping], columns: Iterable[Any] | None = None, *,
     if unknown:
         raise ValueError(f"formats names columns {unknown!r} that the table does not have; columns are {cols!r}")
     fmts = {c: _formatter(formats.get(c, ".3g"), f"formats[{c!r}]") for c in cols}
-    if isinstance(classes, str):
-        classes = classes.split()
-    classes = list(classes)
-    for c in classes:
-        if not isinstance(c, str) or not c or any(ch.isspace() or ch in "\"'<>&" for ch in c):
-            raise ValueError(f"classes must be CSS class names (no spaces or quotes), got {c!r}")
+    specs = {c: (None if callable(formats.get(c)) else formats.get(c, ".3g")) for c in cols}
+    classes = _check_classes(classes, "classes")
+    if sortable:
+        classes.append("linattn-sortable")
     if caption is not None and not isinstance(caption, str):
         raise TypeError(f"caption must be a string or None, got {type(caption).__name__}")
+    if isinstance(paper, str):
+        paper = [paper]
+    paper = list(paper)
+    extra = {c: [] for c in cols}
+    for c in paper:
+        if c not in extra:
+            raise ValueError(f"paper names the column {c!r} that the table does not have; columns are {cols!r}")
+        extra[c].append("paper")
+    for c, cl in (column_classes or {}).items():
+        if c not in extra:
+            raise ValueError(f"column_classes names the column {c!r} that the table does not have; columns are {cols!r}")
+        extra[c] += _check_classes(cl, f"column_classes[{c!r}]")
+    if groups is not None:
+        groups = [tuple(g) for g in groups]
+        if any(len(g) != 2 or not isinstance(g[0], str) or not isinstance(g[1], int) or g[1] < 1 for g in groups) \
+                or sum(g[1] for g in groups) != len(cols):
+            raise ValueError(f"groups must be (label, span) pairs with spans >= 1 adding up to the {len(cols)} "
+                             f"columns, got {groups!r}")
+    if filters is not None:
+        if row_data is None:
+            raise ValueError("filters need row_data, a function row -> {key: value} for the rows' data attributes")
+        _attrs(filters, "filters")
+    if row_data is not None and not callable(row_data):
+        raise TypeError(f"row_data must be a function row -> dict, got {type(row_data).__name__}")
+
+    def cls(names: list[str]) -> str:
+        return f' class="{" ".join(names)}"' if names else ""
 
     esc = html.escape
     out = ['<div class="linattn-table-wrap">']
-    out.append(f'<table class="{esc(" ".join(classes))}">' if classes else "<table>")
+    attrs = ""
+    if filters:
+        attrs = ' data-filters="' + esc(",".join(f"{k}:{v}" for k, v in filters.items()), quote=True) + '"'
+    out.append(f'<table class="{esc(" ".join(classes))}"{attrs}>' if classes else f"<table{attrs}>")
     if caption is not None:
-        out.append(f"<caption>{esc(caption)}</caption>")
+        out.append(f"<caption>{caption if isinstance(caption, Markup) else esc(caption)}</caption>")
     if not cols:
         out += ["<tbody>", "</tbody>", "</table>", "</div>"]
         return "\n".join(out)
     out.append("<thead>")
+    if groups is not None:
+        out.append('<tr class="groups">' + "".join(
+            f'<th scope="colgroup" colspan="{n}"{cls(["group"] if label else [])}>{esc(label)}</th>'
+            for label, n in groups) + "</tr>")
     ths = []
     for c, label in zip(cols, labels):
         present = [r[c] for r in rows if c in r and r[c] is not None]
-        num = bool(present) and all(_is_number(v) for v in present)
-        ths.append(f'<th scope="col" class="num">{esc(label)}</th>' if num else f'<th scope="col">{esc(label)}</th>')
+        num = bool(present) and all(_is_num_cell(v) for v in present)
+        text = str(headers[c]) if isinstance(headers, Mapping) and isinstance(headers.get(c), Markup) else esc(label)
+        ths.append(f'<th scope="col"{cls((["num"] if num else []) + extra[c])}>{text}</th>')
     out.append("<tr>" + "".join(ths) + "</tr>")
     out.append("</thead>")
     out.append("<tbody>")
@@ -404,11 +618,78 @@ def to_html(rows: Sequence[Mapping], columns: Iterable[Any] | None = None, *,
         tds = []
         for c in cols:
             if c not in r:
-                tds.append("<td></td>")
+                tds.append(f"<td{cls(extra[c])}></td>")
                 continue
-            v = r[c]
-            text = "--" if v is None else fmts[c](v)
-            tds.append(f'<td class="num">{esc(text)}</td>' if _is_number(v) else f"<td>{esc(text)}</td>")
-        out.append("<tr>" + "".join(tds) + "</tr>")
+            _, h, num, key = _render(r[c], fmts[c], specs[c])
+            names = (["num"] if num else []) + (["iv"] if isinstance(r[c], Interval) else []) + extra[c]
+            sort = f' data-v="{key!r}"' if sortable and key is not None and math.isfinite(key) else ""
+            tds.append(f"<td{cls(names)}{sort}>{h}</td>")
+        tr = "<tr>" if row_data is None else f"<tr{_attrs(row_data(r), 'row_data')}>"
+        out.append(tr + "".join(tds) + "</tr>")
     out += ["</tbody>", "</table>", "</div>"]
     return "\n".join(out)
+
+
+class Table:
+    """A table for the book: shows as styled HTML (``_repr_html_``, via :func:`to_html`) in the
+    book and JupyterLab, and as aligned text (``repr``) in a terminal and in a notebook's stored
+    text output (what nbval compares). Arguments as :func:`to_html`; ``floatfmt`` is the default
+    format spec of every column (a column in ``formats`` keeps its own).
+
+    A chapter's cell ends with ``tables.Table(rows, caption=...)`` (or ``display(...)`` of it).
+    """
+
+    def __init__(self, rows: Sequence[Mapping], columns: Iterable[Any] | None = None, *, floatfmt: str = ".3g",
+                 headers: Mapping | Sequence | None = None, formats: Mapping[Any, Format] | None = None,
+                 caption: str | None = None, **html_options: Any):
+        self.rows = _check_rows(rows)
+        self.columns = _columns(self.rows, columns)
+        _check_spec(floatfmt, "floatfmt")
+        if formats is not None and not isinstance(formats, Mapping):
+            raise TypeError(f"formats must be a dict column -> spec or callable, got {type(formats).__name__}")
+        self.formats = {**{c: floatfmt for c in self.columns}, **(formats or {})}
+        self.headers = headers
+        self.caption = caption
+        self.html_options = html_options
+        self.html = to_html(self.rows, self.columns, headers=headers, formats=self.formats, caption=caption,
+                            **html_options)  # validates every argument now, in the cell that builds it
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def to_text(self) -> str:
+        """Aligned text: an optional caption line, group labels, headers, a rule, one line per row."""
+        cols = self.columns
+        if not cols:
+            return "(no rows)"
+        labels = [h.text if isinstance(h, Markup) else h for h in _headers(cols, self.headers)]
+        if isinstance(self.headers, Mapping):
+            labels = [self.headers[c].text if isinstance(self.headers.get(c), Markup) else lab
+                      for c, lab in zip(cols, labels)]
+        fmts = {c: _formatter(self.formats[c], f"formats[{c!r}]") for c in cols}
+        specs = {c: (None if callable(self.formats[c]) else self.formats[c]) for c in cols}
+        body = [[_render(r[c], fmts[c], specs[c])[0] if c in r else "" for c in cols] for r in self.rows]
+        widths = [max(len(line[j]) for line in [labels] + body) for j in range(len(cols))]
+        groups = self.html_options.get("groups")
+        lines = []
+        if groups:
+            j, parts = 0, []
+            for label, n in groups:
+                w = sum(widths[j:j + n]) + 2 * (n - 1)
+                if len(label) > w:
+                    widths[j + n - 1] += len(label) - w
+                    w = len(label)
+                parts.append(label.center(w))
+                j += n
+            lines.append("  ".join(parts).rstrip())
+        lines.append("  ".join(c.rjust(w) for c, w in zip(labels, widths)))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in body]
+        if self.caption:
+            lines.insert(0, self.caption.text if isinstance(self.caption, Markup) else self.caption)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    __str__ = __repr__

@@ -186,3 +186,58 @@ def test_record_checks_each_scale_against_its_own_block(monkeypatch):
     assert glued["demo__at_paper"] == 1e4 and "demo__paper" not in glued  # measured at paper scale; the paper's value is glued with the quick one
     claims.record_many({"demo": 120.0}, scale="quick")
     assert glued["demo"] == 120.0
+
+
+def test_registry_table_is_one_table_with_one_row_per_claim():
+    t = claims.registry_table()
+    html = t.html
+    assert html.count("<table") == 1 and html.count("<tbody>") == 1
+    head = html.split("</thead>")[0]
+    assert re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', head) == [
+        "Chapter", "Claim", "Paper", "Ours (verdict's scale)".replace("'", "&#x27;"), "Verdict", "Note"]
+    body = html.split("<tbody>")[1]
+    rows = re.findall(r"<tr data-chapter=\"[^\"]*\" data-version=\"([^\"]*)\" data-verdict=\"([^\"]*)\" "
+                      r"data-scale=\"([^\"]*)\">", body)
+    assert len(rows) == body.count("<tr") == len(REG)
+    assert {v for v, _, _ in rows} <= {"v1", "v2", "v1+v2", "abs"}
+    assert {v for _, v, _ in rows} <= set(claims.VERDICTS)
+    assert {s for _, _, s in rows} <= {"quick", "paper", "any"}
+    assert 'class="linattn-table linattn-claims linattn-sortable"' in html
+    assert 'data-filters="chapter:chapter,version:paper version,verdict:verdict,scale:verdict&#x27;s scale"' in html
+    for cid, c in REG.items():
+        assert f'<span class="cid">{cid}</span>' in html                 # every claim, by its id
+        assert f'<span class="verdict verdict-{c.verdict.replace(" ", "-")}">{c.verdict}</span>' in html
+    assert "book/part" not in re.sub(r'href="[^"]*"', "", html)          # no notebook path shown as text
+    assert "<script" not in html and "style=" not in html
+
+
+def test_every_claim_links_to_the_section_that_records_it():
+    for cid, c in REG.items():
+        loc = claims.locate(c)
+        chapter = ROOT / c.chapter
+        assert loc["href"].startswith("../") and ".html" in loc["href"], (cid, loc)
+        assert (ROOT / "book" / loc["href"][3:].split("#")[0]).with_suffix(".ipynb") == chapter
+        assert loc["section"], f"{cid}: no section of {c.chapter} records it"
+        anchor = loc["href"].split("#")[1]
+        assert re.fullmatch(r"[a-z][a-z0-9-]*", anchor), anchor
+        assert not loc["chapter"].endswith(".ipynb")
+
+
+def test_pretty_math_sets_the_registry_math_without_mangling_identifiers():
+    pm = claims.pretty_math
+    assert str(pm("||Theta_m - Theta_inf||_op")) == "‖Θ<sub>m</sub> − Θ<sub>∞</sub>‖<sub>op</sub>"
+    assert str(pm("kappa_d^6 n ln n")) == "κ<sub>d</sub><sup>6</sup> n ln n"
+    assert str(pm("|K(x_i + delta, x_j)| <= eps ||C^2 x_j||_1")) == (
+        "|K(x<sub>i</sub> + δ, x<sub>j</sub>)| ≤ ε ‖C<sup>2</sup> x<sub>j</sub>‖<sub>1</sub>")
+    assert str(pm("m^-1/2 and G^{3^k}")) == "m<sup>−1/2</sup> and G<sup>3<sup>k</sup></sup>"
+    for ident in ("init_scale", "kernel_regime", "p3_at_relu_rises_mnist", "partI_width_v1_mnist_ours"):
+        assert str(pm(ident)) == ident
+    assert str(pm("<x^, x^'> & <script>")) == "&lt;x^, x^'&gt; &amp; &lt;script&gt;"
+    assert pm("kappa(G)").text == "kappa(G)"
+
+
+def test_the_appendix_shows_the_registry_as_one_table():
+    nb = json.loads((ROOT / "book/appendix/claims.ipynb").read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert sum("claims.registry_table()" in s for s in code) == 1
+    assert not any("<h3>" in s or "html_table" in s for s in code)      # no per-notebook tables under path headings

@@ -7,6 +7,7 @@ b0e466f), and the new functions must give the same numbers.
 from __future__ import annotations
 
 import math
+import pathlib
 import re
 
 import numpy as np
@@ -279,7 +280,7 @@ def test_to_html_structure_escaping_and_classes():
 
 def test_to_html_default_format_and_bad_input():
     out = T.to_html([{"w": 1024, "v": 12345.678}], classes=["a", "b"])
-    assert '<table class="a b">' in out and ">1024<" in out and ">1.23e+04<" in out
+    assert '<table class="a b">' in out and ">1024<" in out and ">1.23 × 10<sup>4</sup><" in out
     assert "<caption>" not in out
     with pytest.raises(ValueError, match="formats names columns"):
         T.to_html([{"a": 1}], formats={"b": ".2f"})
@@ -289,3 +290,113 @@ def test_to_html_default_format_and_bad_input():
         T.to_html([{"a": 1}], classes=['x" onclick="y'])
     with pytest.raises(TypeError, match="caption"):
         T.to_html([{"a": 1}], caption=3)
+
+
+# --------------------------------------------------------------------------- powers, intervals, rich cells
+
+
+@pytest.mark.parametrize("v, spec, want", [
+    (2e4, ".2g", "2 × 10⁴"), (12345.678, ".3g", "1.23 × 10⁴"), (1e-6, ".3g", "10⁻⁶"), (-1e-6, ".3g", "-10⁻⁶"),
+    (-1.5e-12, ".3g", "-1.5 × 10⁻¹²"), (3.0e18, ".2e", "3.00 × 10¹⁸"), (0.5, ".3g", "0.5"), (1024, ".3g", "1024"),
+    (1.4, ".1e", "1.4"), (-2.0, ".1e", "-2.0"), (math.nan, ".3g", "nan"), (math.inf, ".3g", "inf"), (None, ".3g", "--"), ("1e5", ".3g", "1e5"),
+])
+def test_fmt_power_writes_powers_of_ten(v, spec, want):
+    assert T.fmt_power(v, spec) == want
+
+
+def test_interval_cells_stay_together_and_handle_nan():
+    rows = [{"m": "a", "r": T.interval(0.4213, 0.3561, 0.4932)},
+            {"m": "b", "r": T.interval(math.nan, None, 2e-5)},
+            {"m": "c", "r": T.Interval(1, 0, 2)}]
+    out = T.to_html(rows, formats={"r": ".2g"}, sortable=True)
+    assert ('<td class="num iv" data-v="0.4213"><span class="v">0.42</span> <span class="ci">[0.36, 0.49]</span></td>'
+            in out)
+    # NaN: shown as nan, no sort key; None -> --; a power in the interval written as one
+    assert '<td class="num iv"><span class="v">nan</span> <span class="ci">[--, 2 × 10<sup>−5</sup>]</span></td>' in out
+    assert '<span class="v">1</span> <span class="ci">[0, 2]</span>' in out  # ints keep their digits
+    assert re.search(r'<th scope="col" class="num">r</th>', out)
+    text = T.Table(rows, formats={"r": ".2g"}).to_text().splitlines()
+    assert text[2].split("  ")[-1].strip() == "0.42 [0.36, 0.49]"
+    assert text[3].strip().endswith("nan [--, 2 × 10⁻⁵]")
+    assert str(T.interval(0.291, 0.21, 0.38)) == "0.291 [0.21, 0.38]"
+
+
+def test_pow10_and_markup_cells():
+    rows = [{"w": T.Pow10(18.29), "x": T.Markup("<a href='#s'>link</a>", text="link", sort=3.0)},
+            {"w": T.Pow10(-2.5), "x": "a<b"}]
+    out = T.to_html(rows, sortable=True)
+    assert '<td class="num" data-v="18.29">10<sup>18.3</sup></td>' in out
+    assert "10<sup>−2.5</sup>" in out
+    assert "<td data-v=\"3.0\"><a href='#s'>link</a></td>" in out      # Markup is not escaped ...
+    assert "<td>a&lt;b</td>" in out                                      # ... a plain string is
+    t = T.Table(rows)
+    assert "10^18.3" in repr(t) and "link" in repr(t) and "<a" not in repr(t)
+
+
+def test_strings_that_read_as_numbers_are_right_aligned():
+    out = T.to_html([{"a": "0.52 (0.99)", "b": "1.2 ± 0.3", "c": "rises", "d": "m = 16", "e": "-0.6 [-4.1, +2.9]"}])
+    tds = re.findall(r"<td( class=\"num\")?>", out)
+    assert tds == [' class="num"', ' class="num"', "", "", ' class="num"']
+
+
+def test_paper_groups_and_column_classes():
+    rows = [{"model": "MLP-Attn", "v1_16": 0.5, "ours_16": T.interval(0.61, 0.5, 0.7), "note": "long words"}]
+    out = T.to_html(rows, paper=["v1_16"], groups=[("", 1), ("m = 16", 2), ("", 1)],
+                    column_classes={"note": "wide"}, headers={"v1_16": "v1", "ours_16": "ours"})
+    assert '<tr class="groups"><th scope="colgroup" colspan="1"></th><th scope="colgroup" colspan="2" class="group">m = 16</th>' in out
+    assert '<th scope="col" class="num paper">v1</th>' in out and '<td class="num paper">0.5</td>' in out
+    assert '<th scope="col" class="wide">note</th>' in out and '<td class="wide">long words</td>' in out
+    assert out.count("<tr>") == 2 and "style=" not in out
+    lines = T.Table(rows, paper=["v1_16"], groups=[("", 1), ("m = 16", 2), ("", 1)]).to_text().splitlines()
+    assert lines[0].strip() == "m = 16" and lines[1].split()[:2] == ["model", "v1_16"]
+    with pytest.raises(ValueError, match="groups must be"):
+        T.to_html(rows, groups=[("a", 1), ("b", 1)])
+    with pytest.raises(ValueError, match="paper names the column 'v2'"):
+        T.to_html(rows, paper=["v2"])
+    with pytest.raises(ValueError, match="column_classes"):
+        T.to_html(rows, column_classes={"note": 'x" onclick="y'})
+
+
+def test_sortable_and_filters_write_data_attributes():
+    rows = [{"c": "b", "v": 2.0, "k": "x&y"}, {"c": "a", "v": math.nan, "k": "z"}]
+    out = T.to_html(rows, ["c", "v"], sortable=True, filters={"kind": "kind of thing"},
+                    row_data=lambda r: {"kind": r["k"]})
+    assert '<table class="linattn-table linattn-sortable" data-filters="kind:kind of thing">' in out
+    assert '<tr data-kind="x&amp;y"><td>b</td><td class="num" data-v="2.0">2</td></tr>' in out
+    assert '<tr data-kind="z"><td>a</td><td class="num">nan</td></tr>' in out   # NaN: no sort key
+    assert "data-v" not in T.to_html(rows, ["c", "v"])                          # only when sortable
+    with pytest.raises(ValueError, match="filters need row_data"):
+        T.to_html(rows, filters={"kind": "kind"})
+    with pytest.raises(ValueError, match="data-attribute names"):
+        T.to_html(rows, row_data=lambda r: {"Bad Key": 1})
+
+
+def test_table_object_shows_html_in_the_book_and_text_in_a_terminal():
+    rows = [{"model": "2L-ReLU", "acc": 0.9712, "n": 3}, {"model": "MLP<Attn>", "acc": 1e-7, "n": None}]
+    t = T.Table(rows, floatfmt=".2f", formats={"acc": ".2g"}, caption="Accuracy & more")
+    assert t._repr_html_() == t.html == T.to_html(rows, formats={"acc": ".2g", "model": ".2f", "n": ".2f"},
+                                                      caption="Accuracy & more")
+    assert "<caption>Accuracy &amp; more</caption>" in t.html and "MLP&lt;Attn&gt;" in t.html
+    assert repr(t) == str(t) == t.to_text()
+    lines = repr(t).splitlines()
+    assert lines[0] == "Accuracy & more"
+    assert lines[1].split() == ["model", "acc", "n"]
+    assert lines[3].split() == ["2L-ReLU", "0.97", "3"] and lines[4].split() == ["MLP<Attn>", "10⁻⁷", "--"]
+    assert len({len(x) for x in lines[1:]}) == 1
+    assert repr(T.Table([])) == "(no rows)"
+    with pytest.raises(ValueError, match="floatfmt"):
+        T.Table(rows, floatfmt="q")
+    with pytest.raises(ValueError, match="formats names columns"):
+        T.Table(rows, formats={"zzz": ".2f"})
+
+
+def test_book_css_and_js_are_vendored_and_wired():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    css = (root / "book/_static/linattn.css").read_text()
+    js = (root / "book/_static/linattn-tables.js").read_text()
+    for cls in (".linattn-table-wrap", "overflow-x: auto", ".num", ".iv", ".paper", ".wide", "linattn-claims"):
+        assert cls in css
+    assert "http" not in css.replace("https://", "http") or "url(" not in css      # nothing fetched
+    assert "http://" not in js and "https://" not in js and "import(" not in js   # no network, no library
+    config = (root / "_config.yml").read_text()
+    assert "book/_static" in config and "linattn.css" in config and "linattn-tables.js" in config
