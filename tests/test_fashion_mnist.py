@@ -288,3 +288,20 @@ def test_global_standardisation_uses_fashion_mnists_own_statistics():
         data.preprocess(x, standardize="global", dataset="fashion")
     with pytest.raises(ValueError, match="not the 3072 of a cifar10 image"):
         data.preprocess(x, standardize="global", dataset="cifar10")
+
+
+# --------------------------------------------------------------------------- the chapter
+
+
+def test_the_chapter_parses_for_assignments_and_hides_its_solutions():
+    import nbformat
+
+    from linattn import assign
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "book" / "part4" / "fashion_mnist.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    ch = assign.parse_chapter(nb, str(path))
+    assert len(ch.blocks) >= 2
+    spec = {"chapter": path.stem, "exercises": [{"label": b.label, "title": ch.exercise(b.label).title, "values": []}
+                                                for b in ch.blocks]}
+    assert assign.solution_traces(assign.student_notebook(nb, ch, spec)) == []
