@@ -400,7 +400,7 @@ def _heading_id(title: str) -> str:
 
 def _recorded_ids(source: str) -> tuple[set[str], set[str]]:
     """Claim ids a code cell records: (literal ids, regex patterns of f-string ids), read from the
-    first argument of claims.record(...) and claims.record_many({...}) (as tests/test_claims.py)."""
+    first argument of claims.record(...) and claims.record_many({...}); tests/test_claims.py uses it too."""
     import ast
     import re
 

@@ -14,36 +14,15 @@ REG = claims.load_registry()
 
 def _id_patterns(nb_path: pathlib.Path) -> tuple[set[str], set[str]]:
     """Claim ids a chapter records: (literal ids, regex patterns of f-string ids), read from the
-    first argument of every claims.record(...) and claims.record_many({...}) call."""
+    first argument of every claims.record(...) and claims.record_many({...}) call (the rule the
+    registry page uses to link each claim to its section)."""
     nb = json.loads(nb_path.read_text())
     literals, patterns = set(), set()
     for c in nb["cells"]:
-        if c["cell_type"] != "code":
-            continue
-        try:
-            tree = ast.parse("".join(c["source"]))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("record", "record_many") and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id == "claims" and node.args):
-                continue
-            arg = node.args[0]
-            if node.func.attr == "record":
-                keys = [arg]
-            elif isinstance(arg, ast.DictComp):
-                keys = [arg.key]
-            elif isinstance(arg, ast.Dict):  # literal keys, and the keys of **{... for ...} entries
-                keys = [k if k is not None else getattr(v, "key", None) for k, v in zip(arg.keys, arg.values)]
-            else:
-                keys = []
-            for k in keys:
-                if isinstance(k, ast.Constant) and isinstance(k.value, str):
-                    literals.add(k.value)
-                elif isinstance(k, ast.JoinedStr):
-                    patterns.add("".join(re.escape(v.value) if isinstance(v, ast.Constant) else "[A-Za-z0-9_]+"
-                                         for v in k.values))
+        if c["cell_type"] == "code":
+            lit, pat = claims._recorded_ids("".join(c["source"]))
+            literals |= lit
+            patterns |= pat
     return literals, patterns
 
 
