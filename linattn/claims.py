@@ -24,6 +24,10 @@ Two comparisons, kept apart:
 * **ours vs the live computation** (``record``): a chapter recomputes the value and
   :func:`record` raises :class:`ClaimMismatch` if it leaves ``ours`` by more than
   ``rtol``/``atol`` -- the build and the tests fail. This is the stated-numbers check.
+  After an intended change of the computation (a new precision, a new default), set
+  ``LINATTN_CLAIMS_COLLECT=FILE`` while executing the chapters: :func:`record` then appends each
+  checked value to FILE (JSON lines) instead of raising, and ``scripts/update_claims.py FILE``
+  writes the new values into the registry and lists the verdicts that changed, for review.
 * **ours vs the paper** (``check``, giving the verdict):
 
   ========== =========================================== ===================== ================
@@ -43,7 +47,9 @@ Two comparisons, kept apart:
 from __future__ import annotations
 
 import functools
+import json
 import math
+import os
 import pathlib
 from dataclasses import dataclass
 from typing import Any
@@ -211,20 +217,28 @@ def record(claim_id: str, value: Any, *, glue: bool = True, scale: str | None = 
     if isinstance(value, float) and not math.isfinite(value):
         raise ClaimMismatch(f"{claim_id}: computed {value}, which is not finite")
     block = _block(c, scale or c.at)
+    problems = []
     for name, got in (("value", value), ("lo", lo), ("hi", hi)):
         if name != "value" and (got is None or block.get(name) is None):
             continue
         want = {**block, "value": block.get(name)}
         if not _close(got, want):
-            raise ClaimMismatch(
+            problems.append(
                 f"{claim_id} ({c.quantity}): computed {name} {got!r}, but claims.yml states "
                 f"{block.get(name)!r} (rtol {block.get('rtol', 0)}, atol {block.get('atol', 0)}). "
                 f"If the change is intended, update it in {REGISTRY_PATH.name} and say why."
             )
-    if block is (c.largest or c.ours):
-        live = verdict_of(c, value, lo, hi)
-        if live != c.verdict:
-            raise ClaimMismatch(f"{claim_id}: the check now gives {live!r}, claims.yml states {c.verdict!r}")
+    live = verdict_of(c, value, lo, hi) if block is (c.largest or c.ours) else None
+    if live is not None and live != c.verdict:
+        problems.append(f"{claim_id}: the check now gives {live!r}, claims.yml states {c.verdict!r}")
+    collect = os.environ.get("LINATTN_CLAIMS_COLLECT")
+    if collect:
+        with open(collect, "a") as f:
+            f.write(json.dumps({"id": claim_id, "block": "ours" if block is c.ours else "largest", "value": value,
+                                "lo": lo, "hi": hi, "verdict": live, "stated_verdict": c.verdict,
+                                "problems": problems}, default=float) + "\n")
+    elif problems:
+        raise ClaimMismatch(problems[0])
     if glue:
         from .book import glue as _glue
 

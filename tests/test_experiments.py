@@ -69,6 +69,7 @@ def test_every_experiment_has_cells_with_storable_params():
     (dict(tasks="mnist"), "tuple of task names"),
     (dict(lr=-1.0), "lr"),
     (dict(penalty="l1"), "penalty must be 'l2'"),
+    (dict(dtype="float16"), "dtype must be 'float32' or 'float64', got 'float16'"),
 ])
 def test_bad_configs_are_refused(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -85,6 +86,22 @@ def test_the_penalty_is_left_out_of_cell_keys_at_its_default():
     assert all(c["penalty"] == "anchored" for c in anchored)
     assert WidthSweepConfig.quick().with_settings({"penalty": "anchored"}).penalty == "anchored"
     assert WidthSweepConfig.from_params(anchored[0], tasks=("mnist",)).penalty == "anchored"
+
+
+#: The experiments that train networks (the others compute kernels and spectra in float64).
+TRAINING = ["width_sweep", "malleability_tables", "adversarial_tables", "malleability_curves", "ground_truth"]
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_the_quick_scale_trains_in_float64_and_the_paper_scale_keeps_its_float32_keys(name):
+    """float64 at the quick scale (its cells reproduce across CPUs); the paper scale's float32 cells,
+    stored before ``dtype`` existed, keep their keys because the default is left out of them."""
+    exp = experiments.get(name)
+    quick, paper = exp.configure("quick"), exp.configure("paper")
+    assert quick.dtype == "float64" and paper.dtype == "float32"
+    assert all(c["dtype"] == "float64" for c in exp.cells(quick))
+    assert all("dtype" not in c for c in exp.cells(paper))
+    assert experiments.base.torch_dtype(quick.dtype) is torch.float64
 
 
 def test_penalty_curve_follows_the_coupled_penalty_and_the_anchored_one():

@@ -25,7 +25,34 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-__all__ = ["Config", "Experiment", "REGISTRY", "register", "get", "names", "parse_value"]
+__all__ = ["Config", "Experiment", "REGISTRY", "register", "get", "names", "parse_value", "DTYPES", "dtype_field",
+           "torch_dtype"]
+
+#: The training precisions a config may name (its ``dtype`` field).
+DTYPES = ("float32", "float64")
+
+
+def dtype_field() -> Any:
+    """The ``dtype`` field of a training config: "float32" (the default, the paper scale) or "float64".
+
+    The quick scale trains in float64. Its few steps at a large learning rate amplify rounding:
+    in float32, two CPUs whose BLAS kernels add in another order (AVX-512 against AVX2, say)
+    reach numbers that differ in the printed digits (a distance by 10%, a flip count by two), so
+    a chapter's checked output would hold on one machine only. In float64 the same amplification
+    leaves the differences far below the printed precision. Left out of a cell's key at its
+    default, so float32 cells stored before the field existed keep their keys."""
+    return dataclasses.field(default="float32", metadata={"omit_default": True})
+
+
+def torch_dtype(name):
+    """The torch dtype of a config's ``dtype`` name ("float32" or "float64"); a torch dtype is returned as is."""
+    import torch
+
+    from .._validation import check_option
+
+    if isinstance(name, torch.dtype):
+        return name
+    return {"float32": torch.float32, "float64": torch.float64}[check_option(name, "dtype", DTYPES)]
 
 
 # --------------------------------------------------------------------------- configs

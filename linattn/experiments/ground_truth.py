@@ -41,7 +41,7 @@ import torch
 
 from .._validation import check_int, check_option, check_range
 from ..train import TrainProtocol
-from .base import Config, Experiment
+from .base import Config, Experiment, dtype_field, torch_dtype
 
 __all__ = ["GroundTruthConfig", "loo_points", "run_ground_truth_cell", "GROUND_TRUTH", "PREDICTORS",
            "agreement_summary", "flip_summary"]
@@ -69,6 +69,8 @@ class GroundTruthConfig(Config):
         malleability check) [as Tables 2-3: 1e-3, 0.1]; eps: the PGD radius of the check.
     n_boot: bootstrap resamples of the pair correlations' intervals.
     malleability: run the malleability check (item 5 of the module docstring).
+    dtype: the training precision, "float32" [the paper scale] or "float64" (the quick
+        scale: see :func:`linattn.experiments.base.dtype_field`). Left out of a cell's key at its default.
 
     Quick (the book's build): MNIST, n = 100, t = 60, widths 16, 64, 256, 1024, seeds 0 and 1,
     every point retrained, 40 epochs of Adam at lr 1e-2 (batch 128 > n: each epoch is one
@@ -96,8 +98,9 @@ class GroundTruthConfig(Config):
     eps: float = 0.3
     n_boot: int = 200
     malleability: bool = True
+    dtype: str = dtype_field()
 
-    SCALES = {"quick": {},
+    SCALES = {"quick": dict(dtype="float64"),
               "paper": dict(n_train=5000, n_test=1000, pool_per_class=None, widths=(16, 64, 256, 1024, 4096),
                             seeds=(0, 1, 2), epochs=500, lr=1e-3, n_loo=100)}
 
@@ -127,6 +130,7 @@ class GroundTruthConfig(Config):
         check_range(self.tau, "tau", 0.0, 1.0, lo_open=True)
         check_range(self.eps, "eps", 0.0, 1.0)
         check_int(self.n_boot, "n_boot", minimum=10)
+        torch_dtype(self.dtype)
         if round(self.tau * (self.n_loo or self.n_train)) < 1:
             raise ValueError(f"tau = {self.tau} selects no point of the {self.n_loo or self.n_train} retrained; raise tau")
 
@@ -174,7 +178,8 @@ def _malleability_rows(kind, width, seed, cfg, td, m0, trained, before, truth_be
     else:
         true_b = loo_retrain(m0, td.X_train, td.y_train, td.X_test, td.y_test, res_protocol, points=sel,
                              seed=seed, divisor=cfg.divisor).effects.mean(dim=1)
-    m0_after = paper_model(kind, r.X_after, td.y_train, td.n_classes, width=width, seed=seed)  # same W_0, C of X'
+    m0_after = paper_model(kind, r.X_after, td.y_train, td.n_classes, width=width, seed=seed,
+                           dtype=cfg.dtype)  # same W_0, C of X'
     after = loo_retrain(m0_after, r.X_after, td.y_train, td.X_test, td.y_test, res_protocol, points=sel, seed=seed,
                         divisor=cfg.divisor)
     true_a = after.effects.mean(dim=1)
@@ -207,14 +212,15 @@ def run_ground_truth_cell(params: dict, device: str = "cpu") -> dict[str, list[d
     inf_kw = dict(ridge=cfg.ridge)
 
     t0 = time.perf_counter()
-    theta_inf = model_influence(paper_model(kind, td.X_train, td.y_train, td.n_classes, width=width, seed=0),
+    theta_inf = model_influence(paper_model(kind, td.X_train, td.y_train, td.n_classes, width=width, seed=0,
+                                            dtype=cfg.dtype),
                                 td.X_train, td.y_train, td.X_test, td.y_test, kernel_fn=ntk_inf, **inf_kw)
     inf_seconds = time.perf_counter() - t0
     truth: dict[tuple[int, str], torch.Tensor] = {}
     pred: dict[tuple[int, str], torch.Tensor] = {}
     nets, cost, points, mall_rows = [], [], [], []
     for seed in cfg.seeds:
-        m0 = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=width, seed=seed)
+        m0 = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=width, seed=seed, dtype=cfg.dtype)
         for mode in modes:
             res = loo_retrain(m0, td.X_train, td.y_train, td.X_test, td.y_test, cfg.protocol, points=pts, seed=seed,
                               attention="recompute" if mode == "n/a" else mode, divisor=cfg.divisor)

@@ -31,7 +31,7 @@ import torch
 from .._validation import check_int
 from ..distance import DISTANCES, DistanceInputs, compute_distances
 from ..train import TrainProtocol, _check_penalty
-from .base import Config, Experiment
+from .base import Config, Experiment, dtype_field, torch_dtype
 
 __all__ = [
     "MODELS",
@@ -84,6 +84,8 @@ class WidthSweepConfig(Config):
     penalty: what the protocol's weight decay lambda pulls towards (:mod:`linattn.train`):
         "l2" [v1: (lambda / 2) ||W||_F^2] or "anchored" [ours: (lambda / 2) ||W - W_0||_F^2].
         Left out of a cell's key at its default.
+    dtype: the training precision, "float32" [ours, the paper scale] or "float64" (the quick
+        scale: see :func:`linattn.experiments.base.dtype_field`). Left out of a cell's key at its default.
 
     Scales: ``quick`` (the book's build): widths 16, 64, 256, 1024, 4096 (the chapter computes
     up to 1024 live and reads 4096 from the store); 3 seeds; n = 256 (200 held
@@ -110,9 +112,10 @@ class WidthSweepConfig(Config):
     distances: tuple[str, ...] = tuple(DISTANCES)
     init_scale: float = field(default=1.0, metadata={"omit_default": True})
     penalty: str = field(default="l2", metadata={"omit_default": True})
+    dtype: str = dtype_field()
 
     SCALES = {
-        "quick": dict(widths=(16, 64, 256, 1024, 4096), epochs=40, lr=1e-2),
+        "quick": dict(widths=(16, 64, 256, 1024, 4096), epochs=40, lr=1e-2, dtype="float64"),
         "paper": dict(widths=tuple(2**k for k in range(4, 13)), n_train=10_000, n_test=2_000, n_ntk=500,
                       pool_per_class=None, ntk_every=50),
     }
@@ -145,6 +148,7 @@ class WidthSweepConfig(Config):
 
         check_range(self.init_scale, "init_scale", 0.0, float("inf"), lo_open=True)
         _check_penalty(self.penalty)
+        torch_dtype(self.dtype)
         unknown = [d for d in self.distances if d not in DISTANCES]
         if unknown:
             raise ValueError(f"unknown distances {unknown}; choose from {list(DISTANCES)}")
@@ -288,7 +292,8 @@ def run_one(config: WidthSweepConfig, prep: PreparedTask, kind: str, width: int,
     # (d, width, outputs, seed). So the MLP-Attn network is the 2L-ReLU network applied to
     # the cached attention features: identical function, no attention recomputed per run.
     Xh, Xh_test = prep.features[kind]
-    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed, init_scale=config.init_scale).to(Xh.device)
+    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed, init_scale=config.init_scale,
+                     dtype=torch_dtype(config.dtype)).to(Xh.device)
     W0 = model.W.detach().clone()
     with torch.no_grad():
         f0_train = model(Xh).to(torch.float64)
@@ -345,7 +350,8 @@ def penalty_curve(config: WidthSweepConfig, prep: PreparedTask, kind: str, width
 
     every = check_int(every, "every")
     Xh = prep.features[kind][0]
-    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed, init_scale=config.init_scale).to(Xh.device)
+    model = relu_net(Xh.shape[1], width, prep.n_outputs, seed=seed, init_scale=config.init_scale,
+                     dtype=torch_dtype(config.dtype)).to(Xh.device)
     W0 = model.W.detach().clone()
     y = prep.targets.to(Xh.device)
     anchor = [W0] if config.penalty == "anchored" else None

@@ -27,7 +27,7 @@ import torch
 
 from .._validation import as_tensor, check_int, check_option, check_range
 from ..train import TrainProtocol
-from .base import Config, Experiment
+from .base import Config, Experiment, dtype_field, torch_dtype
 
 __all__ = ["TableConfig", "AdversarialConfig", "CurvesConfig", "paper_model", "accuracy", "robust_accuracy", "table_rows",
            "flip_summary", "flip_ratio", "near_chance", "verdict_summary", "kernel_fn_of", "KERNELS", "curve_points", "curve_ratios", "CURVE_AXES",
@@ -70,7 +70,9 @@ class TableConfig(Config):
         empirical NTK, v1's) or "infinite" (the infinite-width NTK Theta_inf of the same feature
         map: the kernel regime itself, the control that separates what the attention kernel's
         geometry does from what finite width and training do).
-    These three are left out of a cell's key at their defaults, so cells stored before they
+    dtype: the training precision, "float32" [ours, the paper scale] or "float64" (the quick
+        scale: see :func:`linattn.experiments.base.dtype_field`). Left out of a cell's key at its default.
+    These four are left out of a cell's key at their defaults, so cells stored before they
     existed keep their keys.
 
     Scales: quick (the book's build): n = 200, t = 60 from the quick pool, width 128, 3 seeds,
@@ -97,8 +99,9 @@ class TableConfig(Config):
     input_map: str = field(default="none", metadata={"omit_default": True})
     init_scale: float = field(default=1.0, metadata={"omit_default": True})
     kernel: str = field(default="empirical", metadata={"omit_default": True})
+    dtype: str = dtype_field()
 
-    SCALES = {"quick": dict(lr=1e-2, epochs=40),
+    SCALES = {"quick": dict(lr=1e-2, epochs=40, dtype="float64"),
               "paper": dict(n_train=5000, n_test=1000, pool_per_class=None, width=1024, epochs=500)}
 
     def __post_init__(self) -> None:
@@ -123,6 +126,7 @@ class TableConfig(Config):
             check_option(a, "attack", ATTACKS)
         _check_model_options(self.input_map, self.init_scale)
         check_option(self.kernel, "kernel", KERNELS)
+        torch_dtype(self.dtype)
         if round(self.tau * self.n_train) < 1:
             raise ValueError(f"tau = {self.tau} of n_train = {self.n_train} selects no point; raise tau or n_train")
 
@@ -148,7 +152,7 @@ class AdversarialConfig(TableConfig):
     at_steps: int = 3
     at_step_size: float = 0.15
 
-    SCALES = {"quick": dict(lr=1e-2, at_epochs=40),
+    SCALES = {"quick": dict(lr=1e-2, at_epochs=40, dtype="float64"),
               "paper": dict(TableConfig.SCALES["paper"], at_epochs=100, at_steps=40, at_step_size=0.01)}
 
     def __post_init__(self) -> None:
@@ -178,7 +182,7 @@ def paper_model(
     seed: int,
     protocol: TrainProtocol | None = None,
     adversarial: dict | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     input_map: str = "none",
     init_scale: float = 1.0,
 ) -> torch.nn.Module:
@@ -189,13 +193,15 @@ def paper_model(
     0 epochs: the network at initialisation. ``adversarial`` = {"eps", "steps", "step_size"}:
     Madry PGD training (:func:`linattn.train.adversarial_train`) instead of standard training.
     ``input_map`` ("none", "center", "standardize": fitted on X_train, part of the network) and
-    ``init_scale`` (of the initial weights): see :class:`linattn.models.TwoLayerNet`.
+    ``init_scale`` (of the initial weights): see :class:`linattn.models.TwoLayerNet`. ``dtype``: a
+    torch dtype or a config's name for one ("float32", "float64").
     """
     from ..data import regression_targets
     from ..models import InputMap, attention_keys, mlp_attn, relu_net
     from ..train import adversarial_train, train
 
     check_option(kind, "kind", ("relu", "attn"))
+    dtype = torch_dtype(dtype)
     X_train = as_tensor(X_train, "X_train", ndim=2, min_rows=2)
     y_train = torch.as_tensor(np.asarray(y_train)).long()
     C = 1 if check_int(n_classes, "n_classes", minimum=2) == 2 else n_classes
@@ -292,7 +298,7 @@ def _run(params: dict, cls: type, device: str) -> dict[str, list[dict]]:
         protocol = dataclasses.replace(cfg.protocol, epochs=cfg.at_epochs)
     model = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=cfg.width, seed=seed,
                         protocol=protocol, adversarial=adversarial, input_map=cfg.input_map,
-                        init_scale=cfg.init_scale)
+                        init_scale=cfg.init_scale, dtype=cfg.dtype)
     rows = table_rows(td, model, cfg, kind=kind, seed=seed, training="adversarial" if adversarial else "standard",
                       kernel_fn=kernel_fn_of(cfg.kernel))
     return {"rows": rows}
@@ -398,7 +404,8 @@ class CurvesConfig(Config):
     (at ``base_eps``), and at each epoch of ``checkpoints`` (at the base eps and tau).
 
     Quick: MNIST, n = 200, widths 32, 128, 512, 40 epochs at lr 1e-2 with checkpoints 0, 5, 10,
-    20; eps 0.1, 0.3, 0.5; tau 0.05, 0.1, 0.2; 2 seeds. Paper: n 200 to 5,000 (width 1024), widths 16 to 4096
+    20; eps 0.1, 0.3, 0.5; tau 0.05, 0.1, 0.2; 2 seeds; float64 (``dtype``: see
+    :func:`linattn.experiments.base.dtype_field`). Paper: n 200 to 5,000 (width 1024), widths 16 to 4096
     (n = 5,000), 500 epochs with checkpoints 0, 10, 50, 150; eps 0.05 to 0.5; 3 seeds.
     """
 
@@ -422,8 +429,9 @@ class CurvesConfig(Config):
     ridge: float = 1e-3
     input_map: str = field(default="none", metadata={"omit_default": True})
     init_scale: float = field(default=1.0, metadata={"omit_default": True})
+    dtype: str = dtype_field()
 
-    SCALES = {"quick": dict(lr=1e-2, epochs=40, checkpoints=(0, 5, 10, 20)), "paper": dict(
+    SCALES = {"quick": dict(lr=1e-2, epochs=40, checkpoints=(0, 5, 10, 20), dtype="float64"), "paper": dict(
         seeds=(0, 1, 2), ns=(200, 500, 1000, 2000, 5000), widths=(16, 64, 256, 1024, 4096), base_n=5000,
         base_width=1024, n_test=1000, pool_per_class=None, epochs=500, checkpoints=(0, 10, 50, 150),
         eps_values=(0.05, 0.1, 0.2, 0.3, 0.5))}
@@ -450,6 +458,7 @@ class CurvesConfig(Config):
         for a in self.attacks:
             check_option(a, "attack", ATTACKS)
         _check_model_options(self.input_map, self.init_scale)
+        torch_dtype(self.dtype)
 
 
 def _curve_cells(config: CurvesConfig) -> list[dict]:
@@ -506,7 +515,7 @@ def run_curve_cell(params: dict, device: str = "cpu") -> dict[str, list[dict]]:
     keep = lambda epoch, model: snapshots.__setitem__(epoch, copy.deepcopy(model)) if epoch in grid else None
     model = paper_model(kind, td.X_train, td.y_train, td.n_classes, width=width, seed=seed,
                         protocol=dataclasses.replace(cfg.protocol, epochs=0), input_map=cfg.input_map,
-                        init_scale=cfg.init_scale)
+                        init_scale=cfg.init_scale, dtype=cfg.dtype)
     if cfg.protocol.epochs:
         from ..data import regression_targets
         from ..train import train
