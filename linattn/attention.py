@@ -16,7 +16,9 @@ function of two inputs: K(x, x') = x^T C^2 x'.
 
 Variants (Part I):
 
-- ``softmax_attention``: the standard row-softmax attention with W_Q = W_K = W_V = I.
+- ``softmax_attention``: the standard row-softmax attention with W_Q = W_K = W_V = I
+  (weights from a max-subtracted logsumexp, :func:`softmax_weights`), and
+  ``SoftmaxAttention``, its test-time feature map over fixed keys (Part IV).
 - ``stacked_cross(X, k)``: k layers that attend to the original X as keys and values,
   X_{l+1} = X_l X^T X, so X_k = X C^k and the induced linear kernel is G^{2k+1}.
 - ``stacked_self(X, k)``: k layers of true self-attention, X_{l+1} = X_l X_l^T X_l, whose
@@ -29,15 +31,18 @@ Variants (Part I):
   these variants, to put under a :class:`linattn.models.TwoLayerNet`.
 
 Everything is float64. Inputs or keys so large that a product overflows float64 (C = X^T X of keys
-~1e160, k stacked layers) raise :class:`linattn._validation.ScaleError` (a ValueError and an
-OverflowError) naming the argument to scale down, never an inf or NaN result.
+~1e160, k stacked layers, softmax scores <x, k> / T beyond 1.8e308) raise
+:class:`linattn._validation.ScaleError` (a ValueError and an OverflowError) naming the argument to
+scale down, never an inf or NaN result. A softmax temperature that is not a positive finite number
+is a ValueError (:func:`check_temperature`).
 """
 from __future__ import annotations
 
-import torch
-
 import math
 from typing import NamedTuple
+
+import numpy as np
+import torch
 
 from ._validation import (
     ScaleError,
@@ -59,7 +64,10 @@ __all__ = [
     "attention_matrix",
     "linearized_attention",
     "LinearizedAttention",
+    "check_temperature",
+    "softmax_weights",
     "softmax_attention",
+    "SoftmaxAttention",
     "SoftmaxExpansion",
     "softmax_expansion",
     "stacked_cross",
@@ -122,31 +130,137 @@ def _data(X, name: str = "X") -> torch.Tensor:
     return as_tensor(X, name, ndim=2, min_rows=1)
 
 
+def check_temperature(temperature, name: str = "temperature") -> float:
+    """A softmax temperature T as a float: a positive finite number (scores are <x, k> / T).
+
+    A string, a boolean or a non-number is a TypeError; zero, a negative number, NaN or an
+    infinity a ValueError; both say what to pass instead.
+    """
+    fix = f"pass a positive finite number, e.g. {name}=1.0 (or None for the usual sqrt(d))"
+    if isinstance(temperature, (str, bytes, bool, np.bool_)) or temperature is None:
+        raise TypeError(f"{name} must be a positive finite number (attention scores are <x, k> / {name}), "
+                        f"got {temperature!r}; {fix}")
+    try:
+        T = float(temperature)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a positive finite number (attention scores are <x, k> / {name}), "
+                        f"got {temperature!r}; {fix}") from None
+    if not math.isfinite(T) or T <= 0:
+        raise ValueError(f"{name} must be a positive finite number (attention scores are <x, k> / {name}), "
+                         f"got {T!r}; {fix}")
+    return T
+
+
 def _queries_keys_temperature(X, X_keys, temperature) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Validated queries (N, d), keys (n, d) (default the queries) and temperature (default sqrt(d))."""
     Q = _data(X)
     Kx = Q if X_keys is None else _data(X_keys, "X_keys")
     if Kx.shape[1] != Q.shape[1]:
         raise ValueError(f"X has d = {Q.shape[1]} columns but the keys have d = {Kx.shape[1]}")
-    T = math.sqrt(Q.shape[1]) if temperature is None else check_range(
-        temperature, "temperature", 0.0, math.inf, lo_open=True, hi_open=True
-    )
+    T = math.sqrt(Q.shape[1]) if temperature is None else check_temperature(temperature)
     return Q, Kx, T
+
+
+def _scores(Q: torch.Tensor, Kx: torch.Tensor, T: float, queries: str = "X", keys: str = "X_keys") -> torch.Tensor:
+    """S = Q Kx^T / T (N, n) in the inputs' dtype; an overflow is a ScaleError naming the argument,
+    the value it reached and the fix (never an inf or NaN score)."""
+    P = Q @ Kx.T
+    big = torch.finfo(P.dtype).max
+    dt = str(P.dtype).replace("torch.", "")
+    if not bool(torch.isfinite(P).all()):
+        raise ScaleError(
+            f"the attention scores <x, k> overflow {dt} (largest {big:.3g}): {queries} has entries up to "
+            f"{float(Q.detach().abs().max()):.3g} and {keys} up to {float(Kx.detach().abs().max()):.3g}; scale {queries} "
+            f"and {keys} down (softmax attention of unit rows, as in linattn.softmax, keeps |<x, k>| <= 1)"
+        )
+    S = P / T
+    if not bool(torch.isfinite(S).all()):
+        top = float(P.detach().abs().max())
+        raise ScaleError(
+            f"the attention scores <x, k> / temperature overflow {dt}: dot products up to {top:.3g} over "
+            f"temperature = {T:.3g} exceed its largest number {big:.3g}; raise temperature to at least "
+            f"{top / big:.3g} (or scale {queries} and {keys} down{', or use float64' if P.dtype != torch.float64 else ''})"
+        )
+    return S
+
+
+def softmax_weights(X, X_keys=None, temperature: float | None = None) -> torch.Tensor:
+    """The attention weights A (N, n, float64): A_ik = exp(s_ik - logsumexp_l s_il), s = X X_keys^T / T.
+
+    Queries ``X`` (N, d), keys ``X_keys`` (n, d) (default ``X``), temperature T (default sqrt(d);
+    :func:`check_temperature`). The logsumexp is max-subtracted, logsumexp_l s_il =
+    m_i + log sum_l exp(s_il - m_i) with m_i = max_l s_il, so every exponent is at most 0: finite
+    scores never overflow, however large (a large score only makes the weights one-hot). Scores
+    that are themselves beyond float64 (|<x, k>| / T > 1.8e308) raise
+    :class:`~linattn._validation.ScaleError` with the value reached and the fix. Rows sum to 1.
+    """
+    Q, Kx, T = _queries_keys_temperature(X, X_keys, temperature)
+    S = _scores(Q, Kx, T)
+    return torch.exp(S - torch.logsumexp(S, dim=1, keepdim=True))
 
 
 def softmax_attention(X, X_keys=None, temperature: float | None = None) -> torch.Tensor:
     """Standard dot-product attention with W_Q = W_K = W_V = I (float64, shape (N, d)).
 
-    out = softmax_rows(X X_keys^T / T) X_keys, with queries ``X`` (N, d), keys and values
-    ``X_keys`` (n, d) (default ``X``) and temperature T (default sqrt(d), the usual
-    1/sqrt(d) scaling; must be positive). Linearizing exp(a) ~ 1 + a, dropping the
-    normaliser, T and the constant term gives :func:`linearized_attention`.
+    out = A X_keys with A = :func:`softmax_weights` (row-softmax of X X_keys^T / T, by a
+    max-subtracted logsumexp), queries ``X`` (N, d), keys and values ``X_keys`` (n, d) (default
+    ``X``) and temperature T (default sqrt(d), the usual 1/sqrt(d) scaling; a positive finite
+    number, :func:`check_temperature`). Linearizing exp(a) ~ 1 + a, dropping the normaliser, T
+    and the constant term gives :func:`linearized_attention`. Scores beyond float64 raise
+    :class:`~linattn._validation.ScaleError` (argument, value, fix), never a NaN.
     """
     Q, Kx, T = _queries_keys_temperature(X, X_keys, temperature)
-    scores = check_finite_result(Q @ Kx.T / T, "the attention scores X X_keys^T / temperature",
-                                 "scale X or X_keys down, or raise temperature")
-    A = torch.softmax(scores, dim=1)
-    return A @ Kx
+    A = softmax_weights(Q, Kx, T)
+    return check_finite_result(A @ Kx, "softmax attention (the weighted keys A X_keys)", "scale X_keys down")
+
+
+class SoftmaxAttention(torch.nn.Module):
+    """The feature map x -> softmax(q K^T / T) K over fixed keys K (n, d), held as a float64 buffer.
+
+    The test-time form of softmax attention over a training set (the keys and values, rows k_j):
+    a query x (N, d) attends to every key, out = A K with A_ij = exp(s_ij - logsumexp_l s_il),
+    s_ij = <q_i, k_j> / T (:func:`softmax_weights`). With ``unit_queries=True`` (the default)
+    q = x / ||x|| (a zero row stays zero and attends uniformly), so the features do not depend on
+    the scale of x, like the linearized map x -> C x once its output is unit-normalised, and on a
+    training row x_i (keys = the unit training rows) the feature is row i of
+    ``softmax_attention(K, K, T)``. ``temperature`` is a positive finite number (None: sqrt(d)).
+    Applied in the input's dtype (gradients flow to x, for attacks); an overflow of the scores in
+    that dtype is a :class:`~linattn._validation.ScaleError`. Build a new module from perturbed keys
+    to recompute the attention, or keep this one to hold the keys fixed.
+    """
+
+    def __init__(self, X_keys, temperature: float | None = None, *, unit_queries: bool = True) -> None:
+        super().__init__()
+        keys = _data(X_keys, "X_keys")
+        self.register_buffer("keys", keys)
+        self.temperature = math.sqrt(keys.shape[1]) if temperature is None else check_temperature(temperature)
+        if not isinstance(unit_queries, (bool, np.bool_)):
+            raise TypeError(f"unit_queries must be True or False, got {unit_queries!r}")
+        self.unit_queries = bool(unit_queries)
+
+    @property
+    def d(self) -> int:
+        return int(self.keys.shape[1])
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention weights A (N, n) of the queries x (N, d), in x's dtype."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
+            got = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"the input x must be a floating tensor (N, {self.d}), got {got}")
+        if x.shape[-1] != self.d:
+            raise ValueError(f"the input x has {x.shape[-1]} features, the attention expects d = {self.d}")
+        q = x
+        if self.unit_queries:
+            q = x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+        S = _scores(q, self.keys.to(x.dtype), self.temperature, "the input x", "the keys")
+        return torch.exp(S - torch.logsumexp(S, dim=1, keepdim=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return check_finite_result(self.weights(x) @ self.keys.to(x.dtype), "the softmax attention features of the input",
+                                   "scale the keys down, or use float64")
+
+    def extra_repr(self) -> str:
+        return f"n={self.keys.shape[0]}, d={self.d}, temperature={self.temperature:.4g}, unit_queries={self.unit_queries}"
 
 
 class SoftmaxExpansion(NamedTuple):

@@ -89,7 +89,8 @@ def test_the_penalty_is_left_out_of_cell_keys_at_its_default():
 
 
 #: The experiments that train networks (the others compute kernels and spectra in float64).
-TRAINING = ["width_sweep", "malleability_tables", "adversarial_tables", "malleability_curves", "ground_truth"]
+TRAINING = ["width_sweep", "malleability_tables", "adversarial_tables", "malleability_curves", "ground_truth",
+            "qkv_malleability", "softmax_malleability"]
 
 
 @pytest.mark.parametrize("name", TRAINING)

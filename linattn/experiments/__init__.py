@@ -10,12 +10,18 @@ one cell (see :mod:`.base`). ``linattn reproduce`` runs them into the results st
 'NTK distance against width under ten readings (Table 1 of v1)'
 """
 from .base import REGISTRY, Config, Experiment, get, names, register
-from . import ground_truth, part1, part2, part3
+from . import ground_truth, part1, part2, part3, part4
 from .part2 import MODEL_LABELS, MODELS, WidthSweepConfig, kernel_facts, prepare_task, run_one
 
 for _exp in (part1.KAPPA_VS_N, part1.PREMISE, part1.KAPPA_FULL, part2.WIDTH_SWEEP, part2.WIDTH_FACTS, part2.LAZY_CONTROL,
-             part3.MALLEABILITY_TABLES, part3.ADVERSARIAL_TABLES, part3.TASK_KAPPA, part3.MALLEABILITY_CURVES, ground_truth.GROUND_TRUTH):
+             part3.MALLEABILITY_TABLES, part3.ADVERSARIAL_TABLES, part3.TASK_KAPPA, part3.MALLEABILITY_CURVES, ground_truth.GROUND_TRUTH,
+             part4.QKV_MALLEABILITY, part4.QKV_GRAM):
     register(_exp)
 
-__all__ = ["REGISTRY", "Config", "Experiment", "get", "names", "register", "ground_truth", "part1", "part2", "part3", "MODELS", "MODEL_LABELS",
+from . import part4_softmax  # noqa: E402  (Part IV, softmax attention and its proxy)
+
+register(part4_softmax.SOFTMAX_PROXY)
+register(part4_softmax.SOFTMAX_MALLEABILITY)
+
+__all__ = ["REGISTRY", "Config", "Experiment", "get", "names", "register", "ground_truth", "part1", "part2", "part3", "part4", "MODELS", "MODEL_LABELS",
            "WidthSweepConfig", "kernel_facts", "prepare_task", "run_one"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -103,6 +103,8 @@ class TableConfig(Config):
 
     SCALES = {"quick": dict(lr=1e-2, epochs=40, dtype="float64"),
               "paper": dict(n_train=5000, n_test=1000, pool_per_class=None, width=1024, epochs=500)}
+    #: the models a cell may train (subclasses with a third model extend it)
+    MODEL_CHOICES: ClassVar[tuple[str, ...]] = ("relu", "attn")
 
     def __post_init__(self) -> None:
         from ..data import TASKS as KNOWN
@@ -112,7 +114,7 @@ class TableConfig(Config):
         for t in self.tasks:
             check_option(t, "task", tuple(KNOWN))
         for m in self.models:
-            check_option(m, "model", ("relu", "attn"))
+            check_option(m, "model", self.MODEL_CHOICES)
         for s in self.seeds:
             check_int(s, "seed", minimum=0)
         check_int(self.n_train, "n_train", minimum=2)
@@ -133,6 +135,15 @@ class TableConfig(Config):
     @property
     def epochs(self) -> int:
         return self.protocol.epochs
+
+
+def require_defaults(config: TableConfig, name: str, keys: tuple[str, ...]) -> None:
+    """Refuse an open choice of Part III that ``name`` does not implement, naming the fix."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TableConfig)}
+    for k in keys:
+        if getattr(config, k) != defaults[k]:
+            raise ValueError(f"{k} = {getattr(config, k)!r} is not supported by {name}; leave it at "
+                             f"{defaults[k]!r} (the open choice is measured in Part III, malleability_tables)")
 
 
 @dataclass(frozen=True)
