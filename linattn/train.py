@@ -353,6 +353,11 @@ def _fit(
             opt.step()
             steps += 1
         l, a = evaluate()
+        if not math.isfinite(l):  # the last step of the epoch diverged after its batch loss was checked
+            raise TrainingDivergedError(
+                f"the loss became {l} after epoch {epoch} (it was finite at initialisation, so training "
+                f"diverged): lr = {lr:g} is too large for this problem; lower lr"
+            )
         losses.append(l)
         accs.append(a)
         if epoch in epochs_ntk:

@@ -9,7 +9,7 @@ from linattn.kernels import ntk_inf
 from linattn.models import mlp_attn, relu_net, unit_rows
 from linattn.ntk import empirical_ntk
 from linattn.predictors import gd_time, ntk_flow
-from linattn.train import TrainResult, adversarial_train, penalty_share, train
+from linattn.train import TrainingDivergedError, TrainResult, adversarial_train, penalty_share, train
 
 
 def blobs(n=60, d=10, C=3, seed=0):
@@ -261,3 +261,13 @@ def test_adversarial_training_is_deterministic_and_makes_the_model_robust():
             return (net(x_adv).argmax(1) == y).double().mean().item()
 
     assert robust_accuracy(adv_net) > 0.8 and robust_accuracy(std_net) < 0.5
+
+
+def test_a_step_that_diverges_on_the_last_batch_is_reported_not_stored():
+    """The batch loss is checked before each step; the loss after the last step of an epoch is checked too
+    (one batch, lr 1e30: the first step overflows float32), so no inf enters the history."""
+    X = torch.tensor([[0.64, 0.27, 0.04]])
+    net = relu_net(3, 4, 1, seed=0, dtype=torch.float32)
+    with pytest.raises(TrainingDivergedError, match="lr = 1e[+]30 is too large"):
+        train(net, X, torch.tensor([[1.0]]), loss="mse", lr=1e30, epochs=1, progress=False,
+                        weight_decay=0.0)
