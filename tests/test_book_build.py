@@ -12,8 +12,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 JB = [sys.executable, str(ROOT / "scripts" / "nbclient_wakeup.py")]
 
 
-def _tiny_book(tmp_path: pathlib.Path, cell: str) -> pathlib.Path:
-    """A one-chapter book that uses the project's own _config.yml (execution, JS, extensions)."""
+def _tiny_book(tmp_path: pathlib.Path, cell: str, prose: str = "") -> pathlib.Path:
+    """A one-chapter book that uses the project's own _config.yml (execution, JS, extensions):
+    a heading, ``cell`` and then ``prose`` (markdown)."""
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg["bibtex_bibfiles"] = ["references.bib"]
     cfg["exclude_patterns"] = ["_build", "_vendor"]
@@ -28,6 +29,8 @@ def _tiny_book(tmp_path: pathlib.Path, cell: str) -> pathlib.Path:
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Chapter\n\n$$x = 1$$"), nbformat.v4.new_code_cell(cell)]
+    if prose:
+        nb.cells.append(nbformat.v4.new_markdown_cell(prose))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, book / "chapter.ipynb")
     return book
@@ -56,7 +59,9 @@ def test_a_failing_cell_fails_the_build(tmp_path, vendored):
 def test_a_passing_book_builds_and_needs_no_cdn(tmp_path, vendored):
     import ipywidgets  # noqa: F401  (the widget must be saved with its state)
 
-    book = _tiny_book(tmp_path, "import ipywidgets as w\nw.IntSlider(value=3)")
+    book = _tiny_book(tmp_path, "import ipywidgets as w\nfrom myst_nb import glue\nglue('kappa', 21000.0)\n"
+                                "glue('rate', 0.25)\nw.IntSlider(value=3)",
+                      prose="kappa = {glue:text}`kappa:.1e`, rate {glue:text}`rate:.2f`, typed 1e5.")
     res = _build(book)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     html = (book / "_build" / "html" / "chapter.html").read_text()
@@ -66,3 +71,6 @@ def test_a_passing_book_builds_and_needs_no_cdn(tmp_path, vendored):
     assert "_static/widgets/html-manager/embed-amd.js" in html
     assert "application/vnd.jupyter.widget-state+json" in html
     assert (book / "_build" / "html" / "_static" / "mathjax" / "tex-mml-chtml.js").exists()
+    # glued numbers in reader's notation (linattn.sphinx_numbers); typed text untouched
+    assert "2.1 × 10<sup>4</sup>" in html and "2.1e+04" not in html, html[html.find("kappa ="):][:300]
+    assert "0.25" in html and "typed 1e5." in html
