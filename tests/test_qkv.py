@@ -243,6 +243,16 @@ def test_part4_configs_validate_and_a_cell_runs(monkeypatch):
         part4.QKVTableConfig.quick(models=("relu", "softmax"))
     with pytest.raises(ValueError, match="d_head"):
         part4.QKVTableConfig.quick(d_head=-1)
+    # Part III's fields and scales, inherited; the open choices it does not implement are refused, naming the fix
+    from linattn.experiments import part3, part4_softmax
+
+    assert issubclass(part4.QKVTableConfig, part3.TableConfig)
+    assert part4.QKVTableConfig.SCALES == part3.TableConfig.SCALES
+    with pytest.raises(ValueError, match=r"input_map = 'center' is not supported by qkv_malleability; leave it at 'none'"):
+        part4.QKVTableConfig.quick(input_map="center")
+    with pytest.raises(ValueError, match=r"kernel = 'infinite' is not supported by softmax_malleability"):
+        part4_softmax.SoftmaxMalleabilityConfig.quick(kernel="infinite")
+    assert part4_softmax.SoftmaxMalleabilityConfig.quick(input_map="center").input_map == "center"
     cfg = part4.QKVGramConfig.quick(ns=(20,), d_heads=(8,), seeds=(0,))
     (cell,) = get("qkv_gram").cells(cfg)
     (row,) = part4.run_qkv_gram_cell(cell)["rows"]
