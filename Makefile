@@ -19,14 +19,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[book,test]"
 	touch $(STAMP)
 
-vendor: _vendor/.vendored-v1
-_vendor/.vendored-v1: scripts/vendor_js.sh
+vendor: _vendor/.vendored-v2
+_vendor/.vendored-v2: scripts/vendor_js.sh
 	bash scripts/vendor_js.sh
 
 book: install vendor
 	# jupyter-book with kernel replies polled in 1 s slices: a missed wake-up stalled about 1 execution in 12 (issue 16)
-	$(BIN)/python scripts/nbclient_wakeup.py build . --keep-going -W
-	@echo "open _build/html/index.html"
+	# LINATTN_CHECK_FIGURES=1: a cell that draws an axis without a label fails (linattn.figures)
+	LINATTN_CHECK_FIGURES=1 $(BIN)/python scripts/nbclient_wakeup.py build . --keep-going -W
+	@echo "open _build/html/index.html; check it: make check-pages"
+
+# every page of the built book in headless Chromium with the network cut (needs Debian's chromium):
+# console errors, requests off the machine, clipped tables/equations/code, shrunk figures, dead widgets
+.PHONY: check-pages
+check-pages: install
+	$(BIN)/python -m linattn.pagecheck _build/html --screenshots _build/screenshots --json _build/pagecheck.json
 
 test: install
 	$(BIN)/python -m pytest -ra

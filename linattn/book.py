@@ -30,7 +30,9 @@ _book_scale = scale  # results() takes an argument of the same name
 def setup(seed: int = SEED, threads: int | None = None) -> None:
     """Seed python, numpy and torch; fix the torch thread count (default 2, or
     ``$LINATTN_THREADS``) so printed numbers do not depend on the machine's core count;
-    set matplotlib and sympy display options for the book."""
+    set matplotlib and sympy display options for the book. With ``$LINATTN_CHECK_FIGURES=1`` (set by
+    ``make book`` and the tests) a cell that draws a figure with an unlabelled axis fails
+    (``linattn.figures.install_check``)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -48,6 +50,11 @@ def setup(seed: int = SEED, threads: int | None = None) -> None:
         import sympy as sp
 
         sp.init_printing(use_latex="mathjax")
+        check = os.environ.get("LINATTN_CHECK_FIGURES", "")
+        if check == "1" or check.startswith("report:"):  # the book build and the tests
+            from linattn.figures import install_check
+
+            install_check()
 
 
 def in_kernel() -> bool:

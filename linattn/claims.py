@@ -596,7 +596,7 @@ def registry_table(claims: dict[str, Claim] | None = None, *, root: str | pathli
         headers={"chapter": "Chapter", "claim": "Claim", "paper": "Paper", "ours": "Ours (verdict's scale)",
                  "verdict": "Verdict", "note": "Note"},
         classes="linattn-table linattn-claims", sortable=True,
-        column_classes={"chapter": "chapter small", "claim": "claim", "ours": "small",
+        column_classes={"chapter": "chapter small", "claim": "claim", "ours": "ours small",
                         "note": "wide small"},
         filters={"chapter": "chapter", "version": "paper version", "verdict": "verdict",
                  "scale": "verdict's scale"},

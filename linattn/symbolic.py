@@ -10,6 +10,8 @@
 - :func:`sensitivity_identity` / :func:`printed_bound_shape_error`: K(x_i + delta, x_j) -
   K(x_i, x_j) = delta^T C^2 x_j exactly, hence |.| <= eps ||C^2 x_j||_1; and the printed
   bound eps ||G x_j||_1 does not type-check when n != d.
+- :func:`wrapped_latex` / :func:`equation`: a long sympy result as ``lhs = rhs`` broken over aligned lines
+  (a display equation wider than the book's column would hide its end).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ __all__ = [
     "sensitivity_identity",
     "printed_bound_shape_error",
     "is_zero_matrix",
+    "wrapped_latex",
+    "equation",
 ]
 
 
@@ -203,3 +207,58 @@ def printed_bound_shape_error(n: int = 5, d: int = 3) -> str:
     except sp.ShapeError as exc:
         return str(exc)
     return ""
+
+
+def _top_level_breaks(tex: str) -> list[int]:
+    """Positions of the binary + and - of ``tex`` outside braces (sympy writes them as " + ", " - ")."""
+    depth, out = 0, []
+    for k, ch in enumerate(tex):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif depth == 0 and ch in "+-" and 0 < k < len(tex) - 1 and tex[k - 1] == " " and tex[k + 1] == " ":
+            out.append(k)
+    return out
+
+
+def wrapped_latex(lhs: str, rhs, width: int = 70) -> str:
+    """LaTeX for ``lhs = rhs`` in an ``aligned`` block, broken before a + or - so that each line holds
+    at most about ``width`` characters of LaTeX (a rough proxy for its printed width).
+
+    ``lhs`` is LaTeX; ``rhs`` a sympy expression (or matrix). Parentheses are written ``\\bigl(``/
+    ``\\bigr)``, which, unlike ``\\left``/``\\right``, may open on one line and close on the next.
+    """
+    check_int(width, "width", minimum=10)
+    tex = sp.latex(rhs)
+    if isinstance(rhs, sp.Expr):
+        num, den = sp.fraction(rhs)
+        if den != 1 and isinstance(num, (sp.Add, sp.Mul)):  # 1/den times the numerator, which may break
+            inner = sp.latex(num)
+            tex = rf"\frac{{1}}{{{sp.latex(den)}}} \left({inner}\right)" if isinstance(num, sp.Add) else \
+                rf"\frac{{1}}{{{sp.latex(den)}}}\, {inner}"
+    for a, b in ((r"\left(", r"\bigl("), (r"\right)", r"\bigr)"), (r"\left[", r"\bigl["),
+                 (r"\right]", r"\bigr]")):
+        tex = tex.replace(a, b)
+    cuts, start, lines = _top_level_breaks(tex), 0, []
+    last = 0
+    for k in cuts + [len(tex)]:
+        if k - start > width:
+            # break at the last + or - that keeps the line within width, unless that line would be
+            # under half the width (a long unbreakable stretch follows): then break after it
+            cut = last if last - start >= width // 2 else k
+            if start < cut < len(tex):
+                lines.append(tex[start:cut].strip())
+                start = cut
+        last = k
+    lines.append(tex[start:].strip())
+    body = f"{lhs} &= {lines[0]}" + "".join(rf" \\ &\quad {line}" for line in lines[1:])
+    return rf"\begin{{aligned}} {body} \end{{aligned}}"
+
+
+def equation(lhs: str, rhs, width: int = 70):
+    """``IPython.display.Math`` of :func:`wrapped_latex`: a sympy result shown as mathematics that fits
+    the book's column (the last expression of a cell, or ``display(...)``)."""
+    from IPython.display import Math
+
+    return Math(wrapped_latex(lhs, rhs, width))

@@ -2,6 +2,8 @@
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see linattn/__init__.py
+# the chapters' kernels (nbval) inherit it: a cell that draws an unlabelled axis fails (linattn.figures)
+os.environ.setdefault("LINATTN_CHECK_FIGURES", "1")
 
 import pytest
 import torch

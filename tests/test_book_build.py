@@ -18,7 +18,7 @@ def _tiny_book(tmp_path: pathlib.Path, cell: str, prose: str = "") -> pathlib.Pa
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg["bibtex_bibfiles"] = ["references.bib"]
     cfg["exclude_patterns"] = ["_build", "_vendor"]
-    cfg["sphinx"]["config"]["html_static_path"] = [str(ROOT / "_vendor")]
+    cfg["sphinx"]["config"]["html_static_path"] = [str(ROOT / "_vendor"), str(ROOT / "book" / "_static")]
     book = tmp_path / "book"
     book.mkdir()
     shutil.copy(ROOT / "references.bib", book / "references.bib")
@@ -38,7 +38,7 @@ def _tiny_book(tmp_path: pathlib.Path, cell: str, prose: str = "") -> pathlib.Pa
 
 @pytest.fixture(scope="module")
 def vendored():
-    if not (ROOT / "_vendor" / ".vendored-v1").exists():
+    if not (ROOT / "_vendor" / ".vendored-v2").exists():
         if shutil.which("npm") is None:
             pytest.skip("npm is needed to vendor the JavaScript")
         subprocess.run(["bash", str(ROOT / "scripts" / "vendor_js.sh")], check=True)
@@ -68,9 +68,67 @@ def test_a_passing_book_builds_and_needs_no_cdn(tmp_path, vendored):
     for cdn in ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "unpkg.com/@jupyter-widgets"):
         assert cdn not in html, f"the page loads {cdn}"
     assert "_static/mathjax/tex-mml-chtml.js" in html
-    assert "_static/widgets/html-manager/embed-amd.js" in html
-    assert "application/vnd.jupyter.widget-state+json" in html
+    # a bare ipywidgets view cannot respond without a kernel: the HTML shows its text, loads no widget
+    # script (the book's widgets are linattn.interact's precomputed states), and no thebe script either
+    assert "application/vnd.jupyter.widget-view+json" not in html and "IntSlider(value=3)" in html
+    assert "_static/widgets/" not in html
+    assert html.count("THEBE_JS_URL") == 0 and "sphinx-thebe" not in html
     assert (book / "_build" / "html" / "_static" / "mathjax" / "tex-mml-chtml.js").exists()
     # glued numbers in reader's notation (linattn.sphinx_numbers); typed text untouched
     assert "2.1 × 10<sup>4</sup>" in html and "2.1e+04" not in html, html[html.find("kappa ="):][:300]
     assert "0.25" in html and "typed 1e5." in html
+
+
+WIDGET_CELL = """import matplotlib.pyplot as plt
+import ipywidgets as widgets
+from linattn.interact import interact
+
+def show(n=3, kind="line"):
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot(range(n), "-" if kind == "line" else "o")
+    ax.set_xlabel("index")
+    ax.set_ylabel("value")
+    ax.set_title(f"n = {n}")
+    plt.show()
+
+interact(show, n=widgets.IntSlider(value=3, min=2, max=6), kind=widgets.Dropdown(options=["line", "dots"]));
+"""
+
+
+def test_a_widget_responds_in_the_static_html(tmp_path, vendored):
+    """linattn.interact's precomputed states reach the HTML in place of the dead widget view, and in
+    headless Chromium with the network cut the page has no problem and its widget responds."""
+    book = _tiny_book(tmp_path, WIDGET_CELL)
+    res = _build(book)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    html = (book / "_build" / "html" / "chapter.html").read_text()
+    assert html.count('class="linattn-widget-state"') == 5 * 2           # n in 2..6, two styles
+    assert html.count('class="linattn-widget-state" data-key="1,0">') == 1  # n = 3, line: shown
+    assert "application/vnd.jupyter.widget-view+json" not in html
+    assert "_static/linattn-widgets.js" in html
+    from linattn import pagecheck
+
+    if pagecheck.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the page was not opened")
+    pytest.importorskip("playwright")
+    [report] = pagecheck.check_book(book / "_build" / "html", pages=["chapter.html"])
+    assert report.widgets == 1
+    assert report.problems == [], "\n".join(map(str, report.problems))
+
+
+def test_the_page_check_finds_a_wide_printout_and_a_wide_equation(tmp_path, vendored):
+    """The checker itself: a printout and a display equation wider than the column are reported."""
+    from linattn import pagecheck
+
+    if pagecheck.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the page was not opened")
+    pytest.importorskip("playwright")
+    wide_eq = "$$ " + " + ".join(f"x_{{{k}}}^{{2}}" for k in range(60)) + " $$"
+    book = _tiny_book(tmp_path, "print('|'.join(f'{k:8d}' for k in range(40)))", prose=wide_eq)
+    res = _build(book)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    [report] = pagecheck.check_book(book / "_build" / "html", pages=["chapter.html"])
+    kinds = [(p.kind, p.detail.split(" ")[0].split("#")[0]) for p in report.problems]
+    assert ("clipped", "pre") in kinds, report.problems                 # the printout
+    assert ("clipped", "mjx-container") in kinds, report.problems       # the equation
+    assert all(p.kind == "clipped" for p in report.problems), report.problems

@@ -98,3 +98,36 @@ def test_sensitivity_identity_and_attained_bound():
 def test_printed_bound_is_ill_typed_unless_n_equals_d():
     assert "not aligned" in printed_bound_shape_error(5, 3)
     assert printed_bound_shape_error(4, 4) == ""
+
+
+def test_wrapped_latex_breaks_a_long_sum_and_keeps_it_equal():
+    from linattn import symbolic
+
+    g = sp.Matrix(3, 3, lambda i, j: sp.Symbol(f"g_{min(i, j) + 1}{max(i, j) + 1}"))
+    chain = sp.expand(sum(g[0, k] * g[k, l] * g[l, 1] for k in range(3) for l in range(3)))
+    tex = symbolic.wrapped_latex("K_{12}", chain, width=70)
+    assert tex.startswith(r"\begin{aligned} K_{12} &= ") and tex.endswith(r"\end{aligned}")
+    lines = tex[len(r"\begin{aligned} "):-len(r" \end{aligned}")].split(r" \\ ")
+    assert len(lines) == 3 and all(len(line) < 90 for line in lines)
+    rejoined = " ".join([lines[0].removeprefix("K_{12} &= ")] + [ln.removeprefix(r"&\quad ") for ln in lines[1:]])
+    assert rejoined == sp.latex(chain)                     # every term, once, in order
+
+
+def test_wrapped_latex_opens_a_parenthesis_on_one_line_and_closes_it_on_another():
+    from linattn import symbolic
+
+    a, b, c, x = sp.symbols("a b c x")
+    tex = symbolic.wrapped_latex("y", sp.factor((a + b - c) ** 2 * (x - 1)), width=10)
+    assert r"\left" not in tex and tex.count(r"\bigl(") == tex.count(r"\bigr)") == 2
+    assert tex.count(r"\\ &\quad") >= 2
+    with pytest.raises(ValueError):
+        symbolic.wrapped_latex("y", x, width=3)
+
+
+def test_wrapped_latex_takes_a_denominator_out_so_the_numerator_can_break():
+    from linattn import symbolic
+
+    x, y, z = sp.symbols("x y z")
+    expr = sp.factor((x + y) * (x**4 + 2 * x**2 * y**2 + y**4 + z**4 + x * y * z**2) / 8)
+    tex = symbolic.wrapped_latex("E", expr, width=30)
+    assert tex.startswith(r"\begin{aligned} E &= \frac{1}{8}") and tex.count(r"\\ &\quad") >= 2
