@@ -117,18 +117,20 @@ def test_a_widget_responds_in_the_static_html(tmp_path, vendored):
 
 
 def test_the_page_check_finds_a_wide_printout_and_a_wide_equation(tmp_path, vendored):
-    """The checker itself: a printout and a display equation wider than the column are reported."""
+    """The checker itself: a plain-text table and a display equation wider than the column are reported
+    (a printout wraps its lines, so nothing is hidden; a table that wraps is unreadable)."""
     from linattn import pagecheck
 
     if pagecheck.find_chromium() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium): the page was not opened")
     pytest.importorskip("playwright")
     wide_eq = "$$ " + " + ".join(f"x_{{{k}}}^{{2}}" for k in range(60)) + " $$"
-    book = _tiny_book(tmp_path, "print('|'.join(f'{k:8d}' for k in range(40)))", prose=wide_eq)
+    table = "for r in range(3):\n    print('  '.join(f'{r * k:8d}' for k in range(12)))"  # 118 columns
+    book = _tiny_book(tmp_path, table, prose=wide_eq)
     res = _build(book)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     [report] = pagecheck.check_book(book / "_build" / "html", pages=["chapter.html"])
     kinds = [(p.kind, p.detail.split(" ")[0].split("#")[0]) for p in report.problems]
-    assert ("clipped", "pre") in kinds, report.problems                 # the printout
+    assert ("clipped", "pre") in kinds, report.problems                 # the plain-text table
     assert ("clipped", "mjx-container") in kinds, report.problems       # the equation
     assert all(p.kind == "clipped" for p in report.problems), report.problems
