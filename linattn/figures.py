@@ -85,6 +85,12 @@ class UnlabelledAxisError(ValueError):
     """A figure has an axis with numeric tick labels and no label."""
 
 
+def _message(found: Sequence[str]) -> str:
+    return ("every numeric axis needs a label that says its quantity (and unit): " + "; ".join(found)
+            + ". Call ax.set_xlabel/ax.set_ylabel (cbar.set_label for a colour bar), or hide the ticks "
+              "if the axis carries no quantity")
+
+
 def _shows_numbers(ax: Any, which: str) -> bool:
     import matplotlib.ticker as mticker
 
@@ -163,10 +169,7 @@ def check_figures(figs: Sequence[Any] | None = None) -> None:
     figs = [plt.figure(n) for n in plt.get_fignums()] if figs is None else list(figs)
     found = [f"figure {i}: {p}" for i, fig in enumerate(figs, start=1) for p in unlabelled_axes(fig)]
     if found:
-        raise UnlabelledAxisError("every numeric axis needs a label that says its quantity (and unit): "
-                                  + "; ".join(found) + ". Call ax.set_xlabel/ax.set_ylabel "
-                                  "(cbar.set_label for a colour bar), or hide the ticks if the axis "
-                                  "carries no quantity")
+        raise UnlabelledAxisError(_message(found))
 
 
 # --- the check after every cell (linattn.book.setup, when $LINATTN_CHECK_FIGURES=1) ---------------
@@ -201,10 +204,7 @@ def _after_cell(value: Any = None) -> Any:
             fh.write(json.dumps({"cwd": os.getcwd(), "cell": cell[:300], "problems": found}) + "\n")
         return value
     if found:
-        raise UnlabelledAxisError("every numeric axis needs a label that says its quantity (and unit): "
-                                  + "; ".join(found) + ". Call ax.set_xlabel/ax.set_ylabel "
-                                  "(cbar.set_label for a colour bar), or hide the ticks if the axis "
-                                  "carries no quantity")
+        raise UnlabelledAxisError(_message(found))
     return value
 
 
