@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["MODEL_STYLE", "TASK_LABELS", "COLUMN_INCHES", "model_label", "model_color", "seed_band",
+__all__ = ["MODEL_STYLE", "MODEL_LABELS", "TASK_LABELS", "COLUMN_INCHES", "model_label", "model_color", "seed_band",
            "width_axis", "unlabelled_axes", "check_figures", "install_check", "UnlabelledAxisError"]
 
 MODEL_STYLE: dict[str, dict[str, str]] = {
@@ -31,8 +31,11 @@ MODEL_STYLE: dict[str, dict[str, str]] = {
     "qkv": {"label": "MLP-Attn, trainable QKV", "color": "C2"},
     "softmax": {"label": "MLP-Softmax", "color": "C3"},
 }
+MODEL_LABELS = {model: style["label"] for model, style in MODEL_STYLE.items()}
+# the one source of the names the book prints: the experiments' tables and the chapters take them from here
 TASK_LABELS = {"mnist": "MNIST", "mnist_3v8": "MNIST 3 vs 8", "cifar10": "CIFAR-10",
-               "cifar_car_plane": "CIFAR-10 cars vs planes", "fashion_mnist": "Fashion-MNIST"}
+               "cifar_car_plane": "CIFAR-10 cars vs planes", "fashion_mnist": "Fashion-MNIST",
+               "fashion_tshirt_shirt": "Fashion-MNIST T-shirts vs shirts"}
 COLUMN_INCHES = 6.4  # the text column at 110 dpi: a wider figure is shrunk, and its text with it
 
 

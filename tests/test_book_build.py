@@ -134,3 +134,34 @@ def test_the_page_check_finds_a_wide_printout_and_a_wide_equation(tmp_path, vend
     assert ("clipped", "pre") in kinds, report.problems                 # the plain-text table
     assert ("clipped", "mjx-container") in kinds, report.problems       # the equation
     assert all(p.kind == "clipped" for p in report.problems), report.problems
+
+
+def test_citations_search_snippets_and_one_search_box(tmp_path, vendored):
+    """The bibliography is labelled as the text cites (linattn.sphinx_cite); in Chromium, a search
+    result's snippet shows a formula as text, not TeX (linattn-search.js), and a wide page shows one
+    search field (the sidebar's), not the header's copy of it."""
+    book = _tiny_book(tmp_path, "print('searchable words')",
+                      prose="As {cite}`jacot2018` show.\n\n```{bibliography}\n```\n")
+    res = _build(book)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    html = (book / "_build" / "html" / "chapter.html").read_text()
+    assert "Jacot <em>et al.</em>, 2018" in html                       # the text: author-year
+    label = html[html.find('class="citation"'):][:400]
+    assert "Jacot et al., 2018" in label and "JGH18" not in label, label  # the entry: the same label
+    from linattn import pagecheck
+
+    if pagecheck.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the pages were not opened")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with pagecheck._serve(book / "_build" / "html") as base, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=pagecheck.find_chromium())
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(base) else r.abort())
+        page.goto(f"{base}/search.html?q=math")
+        page.wait_for_selector("#search-results p.context", timeout=20_000)
+        snippet = page.inner_text("#search-results p.context")
+        assert "a^2 + b^2 = c^2" in snippet and "\\(" not in snippet, snippet
+        page.goto(f"{base}/chapter.html")
+        visible = page.eval_on_selector_all(".search-button-field", "els => els.filter(e => e.offsetParent).length")
+        assert visible == 1, f"{visible} search fields shown"
+        browser.close()

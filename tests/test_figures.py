@@ -119,3 +119,14 @@ def test_a_grid_labels_a_quantity_once_per_row_and_column():
     assert figures.unlabelled_axes(fig) == ["panel 2: x axis", "panel 4: x axis"]  # right column: no x label
     axes[1, 1].set_xlabel("width")
     assert figures.unlabelled_axes(fig) == []
+
+
+def test_the_experiments_print_the_figures_names():
+    """One source of the names the book prints: the experiments' tables use linattn.figures' labels."""
+    from linattn import figures
+    from linattn.experiments import part2, part3, part4
+
+    assert part3.TASK_LABELS is figures.TASK_LABELS
+    for labels in (part2.MODEL_LABELS, part4.MODEL_LABELS):
+        assert labels == {m: figures.MODEL_LABELS[m] for m in labels}
+    assert set(part3.TASKS) <= set(figures.TASK_LABELS)

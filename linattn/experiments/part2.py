@@ -30,6 +30,7 @@ import torch
 
 from .._validation import check_int
 from ..distance import DISTANCES, DistanceInputs, compute_distances
+from ..figures import model_label
 from ..train import TrainProtocol, _check_penalty
 from .base import Config, Experiment, dtype_field, torch_dtype
 
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 MODELS = ("relu", "attn")
-MODEL_LABELS = {"relu": "2L-ReLU", "attn": "MLP-Attn"}
+MODEL_LABELS = {model: model_label(model) for model in MODELS}
 
 
 def _check_tasks(tasks) -> None:

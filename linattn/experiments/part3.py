@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .._validation import as_tensor, check_int, check_option, check_range
+from ..figures import TASK_LABELS
 from ..train import TrainProtocol
 from .base import Config, Experiment, dtype_field, torch_dtype
 
@@ -34,9 +35,6 @@ __all__ = ["TableConfig", "AdversarialConfig", "CurvesConfig", "paper_model", "a
            "MALLEABILITY_TABLES", "ADVERSARIAL_TABLES", "TASK_KAPPA", "MALLEABILITY_CURVES", "TASK_LABELS"]
 
 TASKS = ("mnist", "mnist_3v8", "cifar10", "cifar_car_plane")
-TASK_LABELS = {"mnist": "MNIST", "mnist_3v8": "MNIST 3 vs 8", "cifar10": "CIFAR-10",
-               "cifar_car_plane": "CIFAR-10 cars vs planes",
-               "fashion_mnist": "Fashion-MNIST", "fashion_tshirt_shirt": "Fashion-MNIST T-shirts vs shirts"}
 ATTACKS = ("fgsm", "pgd", "mim", "noise")
 KERNELS = ("empirical", "infinite")
 

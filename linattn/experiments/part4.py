@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .._validation import as_tensor, check_int, check_option, check_range
+from ..figures import model_label
 from ..train import TrainProtocol
 from .base import Config, Experiment, torch_dtype
 from .part3 import TableConfig, _needs, require_defaults, _task_data, _work, table_rows
@@ -30,7 +31,7 @@ from .part3 import TableConfig, _needs, require_defaults, _task_data, _work, tab
 __all__ = ["QKVTableConfig", "QKVGramConfig", "qkv_model", "MODELS", "MODEL_LABELS", "QKV_MALLEABILITY", "QKV_GRAM"]
 
 MODELS = ("relu", "attn", "qkv")
-MODEL_LABELS = {"relu": "2L-ReLU", "attn": "MLP-Attn", "qkv": "MLP-Attn, trainable QKV"}
+MODEL_LABELS = {model: model_label(model) for model in MODELS}
 
 
 @dataclass(frozen=True)
