@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from scipy.stats import norm
 
 from linattn import stats as S
@@ -226,3 +227,31 @@ def test_rate_difference_extremes_stay_in_range():
     assert same["lo"] < 0 < same["hi"] and same["lo"] == pytest.approx(-same["hi"])
     with pytest.raises(ValueError, match="k1"):
         S.rate_difference(11, 10, 1, 10)
+
+
+@pytest.mark.parametrize("n", [3, 9, 27, 100])
+def test_spearman_critical_is_where_the_p_value_crosses_alpha(n):
+    rho = S.spearman_critical(n)
+    t = lambda r: r * math.sqrt((n - 2) / (1 - r * r))  # scipy's statistic for spearmanr's p-value
+    p = lambda r: 2 * scipy_stats.t.sf(t(r), n - 2)
+    assert p(rho) == pytest.approx(0.05, rel=1e-9)
+    assert p(rho * 0.99) > 0.05 > p(min(rho * 1.01, 0.999999))
+
+
+def test_spearman_critical_agrees_with_trend():
+    # on random orderings of nine points, |rho| >= the threshold exactly when trend's p < 0.05
+    rng = np.random.default_rng(0)
+    x, crit = np.arange(9.0), S.spearman_critical(9)
+    seen = set()
+    for _ in range(300):
+        r = S.trend(x, rng.permutation(9).astype(float))
+        assert (abs(r["rho"]) >= crit) == (r["p"] < 0.05)
+        seen.add(r["p"] < 0.05)
+    assert seen == {True, False}
+
+
+def test_spearman_critical_rejects_bad_input():
+    with pytest.raises(ValueError, match="n"):
+        S.spearman_critical(2)
+    with pytest.raises(ValueError, match="alpha"):
+        S.spearman_critical(9, alpha=1.5)
