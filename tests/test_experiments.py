@@ -69,6 +69,7 @@ def test_every_experiment_has_cells_with_storable_params():
     (dict(tasks="mnist"), "tuple of task names"),
     (dict(lr=-1.0), "lr"),
     (dict(penalty="l1"), "penalty must be 'l2'"),
+    (dict(input_map="whiten"), "input_map must be"),
     (dict(dtype="float16"), "dtype must be 'float32' or 'float64', got 'float16'"),
 ])
 def test_bad_configs_are_refused(bad, match):
@@ -113,6 +114,34 @@ def test_penalty_curve_follows_the_coupled_penalty_and_the_anchored_one():
     assert l2["norm"][-1] < 0.95 and 0.5 < l2["share"][0] <= 1.0  # the penalty shrinks W and wins at most coordinates
     anchored = experiments.part2.penalty_curve(config.replace(penalty="anchored"), prep, "relu", 256, 0)
     assert anchored["share"][0] == 0.0 and anchored["norm"][-1] > l2["norm"][-1]
+
+
+def test_the_input_map_is_left_out_of_cell_keys_at_its_default_and_centres_both_networks():
+    """v1's unit rows of raw pixels keep their cells; a centred sweep gets its own, and its cached
+    features are those of the networks Part III builds with the same map (same W, same outputs)."""
+    from linattn.experiments.part3 import paper_model
+    from linattn.data import task_data
+
+    exp = experiments.get("width_sweep")
+    assert all("input_map" not in c for c in exp.cells(WidthSweepConfig.quick()))
+    centred = exp.cells(WidthSweepConfig.quick(input_map="center"))
+    assert all(c["input_map"] == "center" for c in centred)
+    assert WidthSweepConfig.from_params(centred[0], tasks=("mnist",)).input_map == "center"
+    config = WidthSweepConfig.quick(**{**TINY, "n_train": 20, "n_test": 10, "n_ntk": 8}, input_map="center")
+    prep, plain = prepare_task(config, "mnist"), prepare_task(config.replace(input_map="none"), "mnist")
+    td = task_data("mnist", 20, 10, seed=0, pool_per_class=500)
+    for kind in ("relu", "attn"):
+        Xh, Xh_test = prep.features[kind]
+        torch.testing.assert_close(Xh.norm(dim=1), torch.ones(20, dtype=torch.float64))
+        assert (Xh - plain.features[kind][0]).norm(dim=1).min() > 0.3  # the map changes what the network sees
+        net = paper_model(kind, td.X_train, td.y_train, 10, width=64, seed=3, dtype=torch.float64, input_map="center")
+        proxy = relu_net(784, 64, 10, seed=3, dtype=torch.float64)
+        torch.testing.assert_close(Xh_test, features64(net, td.X_test))
+        torch.testing.assert_close(proxy(Xh_test), net(td.X_test.to(torch.float64)))
+        torch.testing.assert_close(prep.kernels[kind][0], ntk_inf(net, td.X_train))
+    # centring spreads MLP-Attn's nearly parallel features (the Part II chapter's observation)
+    cos = lambda X: (X @ X.T)[~torch.eye(20, dtype=bool)].mean()
+    assert cos(prep.features["attn"][0]) < cos(plain.features["attn"][0]) - 0.3
 
 
 def test_cached_features_give_the_models_own_function_and_kernel():

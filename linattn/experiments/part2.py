@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .._validation import check_int
+from .._validation import check_int, check_option
 from ..distance import DISTANCES, DistanceInputs, compute_distances
 from ..figures import model_label
+from ..models import INPUT_MAPS
 from ..train import TrainProtocol, _check_penalty
 from .base import Config, Experiment, dtype_field, torch_dtype
 
@@ -85,6 +86,10 @@ class WidthSweepConfig(Config):
     penalty: what the protocol's weight decay lambda pulls towards (:mod:`linattn.train`):
         "l2" [v1: (lambda / 2) ||W||_F^2] or "anchored" [ours: (lambda / 2) ||W - W_0||_F^2].
         Left out of a cell's key at its default.
+    input_map: the pixels' map before the unit norm [v1: "none", pixels in [0, 1]]: "center"
+        (minus the training set's mean image) or "standardize" (per pixel), fitted on the
+        training pixels and part of the network (:class:`linattn.models.InputMap`, as Part III's
+        ``input_map``). Left out of a cell's key at its default.
     dtype: the training precision, "float32" [ours, the paper scale] or "float64" (the quick
         scale: see :func:`linattn.experiments.base.dtype_field`). Left out of a cell's key at its default.
 
@@ -113,6 +118,7 @@ class WidthSweepConfig(Config):
     distances: tuple[str, ...] = tuple(DISTANCES)
     init_scale: float = field(default=1.0, metadata={"omit_default": True})
     penalty: str = field(default="l2", metadata={"omit_default": True})
+    input_map: str = field(default="none", metadata={"omit_default": True})
     dtype: str = dtype_field()
 
     SCALES = {
@@ -149,6 +155,7 @@ class WidthSweepConfig(Config):
 
         check_range(self.init_scale, "init_scale", 0.0, float("inf"), lo_open=True)
         _check_penalty(self.penalty)
+        check_option(self.input_map, "input_map", INPUT_MAPS)
         torch_dtype(self.dtype)
         unknown = [d for d in self.distances if d not in DISTANCES]
         if unknown:
@@ -202,10 +209,12 @@ def prepare_task(config: WidthSweepConfig, task: str, device: str = "cpu") -> Pr
     The attention keys of MLP-Attn are the unit-norm training rows (transductive, as in the
     paper; test rows use the test-time rule C x). Features and Theta_inf depend on the
     feature map only, not on the width or the initialisation seed, so they are computed once.
+    With ``config.input_map`` the pixels are first centred (or standardised) by the training
+    set's statistics, then unit-normalised, for both networks and for the attention keys.
     """
     from ..data import task_data
     from ..kernels import features64, ntk_relu
-    from ..models import mlp_attn, relu_net
+    from ..models import InputMap, attention_keys, mlp_attn, relu_net
 
     td = task_data(task, config.n_train, config.n_test, seed=config.data_seed,
                    pool_per_class=config.pool_per_class)
@@ -219,8 +228,17 @@ def prepare_task(config: WidthSweepConfig, task: str, device: str = "cpu") -> Pr
     d = prep.X_train.shape[1]
     dev = torch.device(device)
     Xtr, Xte = prep.X_train.to(dev), prep.X_test.to(dev)
+    im = None
+    if config.input_map != "none":  # the map acts on pixels; v1's path above keeps its unit rows
+        pixels = td.X_train.to(torch.float64)
+        im = InputMap.fit(pixels, config.input_map)
+        Xtr, Xte = pixels.to(dev), td.X_test.to(torch.float64).to(dev)
     for kind in config.models:
-        model = (relu_net(d, 1) if kind == "relu" else mlp_attn(prep.X_train, 1)).to(dev)
+        if im is None:
+            model = (relu_net(d, 1) if kind == "relu" else mlp_attn(prep.X_train, 1)).to(dev)
+        else:
+            model = (relu_net(d, 1, input_map=im) if kind == "relu" else
+                     mlp_attn(attention_keys(pixels, input_map=im), 1, input_map=im)).to(dev)
         Xh, Xh_test = features64(model, Xtr), features64(model, Xte)
         K = ntk_relu(Xh)
         prep.features[kind] = (Xh, Xh_test)
