@@ -30,6 +30,7 @@ __all__ = [
     "TwoLayerNet",
     "relu_net",
     "mlp_attn",
+    "network",
     "attention_keys",
     "model_keys",
     "with_attention_keys",
@@ -212,6 +213,28 @@ def mlp_attn(X_keys, width: int, n_outputs: int = 1, *, seed: int = 0, dtype=tor
     att = LinearizedAttention(X_keys)
     return TwoLayerNet(att.d, width, n_outputs, feature_map=att, kind="attn", seed=seed, dtype=dtype,
                        init_scale=init_scale, input_map=input_map)
+
+
+def network(kind: str, X_train, width: int, n_outputs: int = 1, *, input_map: str = "none", seed: int = 0,
+            dtype=torch.float32, init_scale: float = 1.0) -> TwoLayerNet:
+    """One of the paper's two networks for a training set X_train (n, d) of pixels, untrained.
+
+    ``kind``: ``"relu"`` (2L-ReLU, :func:`relu_net`) or ``"attn"`` (MLP-Attn, :func:`mlp_attn` over
+    the keys ``attention_keys(X_train, input_map=...)``). ``input_map`` ("none" [v1], "center",
+    "standardize") is fitted on X_train (:meth:`InputMap.fit`) and becomes part of the network, so
+    the network still takes raw pixels. Width m, ``n_outputs`` C, ``seed``, ``dtype`` and
+    ``init_scale``: see :class:`TwoLayerNet`.
+    """
+    from ._validation import check_option
+
+    check_option(kind, "kind", ("relu", "attn"))
+    X_train = as_tensor(X_train, "X_train", ndim=2, min_rows=2)
+    im = InputMap.fit(X_train, input_map)
+    if kind == "relu":
+        return relu_net(X_train.shape[1], width, n_outputs, seed=seed, dtype=dtype, init_scale=init_scale,
+                        input_map=im)
+    return mlp_attn(attention_keys(X_train, input_map=im), width, n_outputs, seed=seed, dtype=dtype,
+                    init_scale=init_scale, input_map=im)
 
 
 def attention_keys(X, *, unit_keys: bool = True, input_map: InputMap | None = None) -> torch.Tensor:

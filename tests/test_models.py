@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from linattn.models import (
+    InputMap,
     TwoLayerNet,
     attention_keys,
     check_attention_keys,
     mlp_attn,
+    network,
     relu_net,
     unit_rows,
     with_attention_keys,
@@ -121,3 +123,24 @@ def test_check_attention_keys():
         check_attention_keys(mlp_attn(X, 8, dtype=torch.float64), X)
     with pytest.raises(ValueError, match="not built from X_train"):
         check_attention_keys(mlp_attn(attention_keys(X), 8, dtype=torch.float64), data(6, 4, seed=3))
+
+
+@pytest.mark.parametrize("input_map", ["none", "center", "standardize"])
+def test_network_is_the_two_builders(input_map):
+    """network(kind, X, ...) is relu_net / mlp_attn over attention_keys with the map fitted on X."""
+    X, Z = data(6, 4, seed=1), data(3, 4, seed=2)
+    im = InputMap.fit(X, input_map)
+    built = {"relu": relu_net(4, 16, 3, seed=5, dtype=torch.float64, init_scale=0.5, input_map=im),
+             "attn": mlp_attn(attention_keys(X, input_map=im), 16, 3, seed=5, dtype=torch.float64,
+                              init_scale=0.5, input_map=im)}
+    for kind, expected in built.items():
+        net = network(kind, X, 16, 3, input_map=input_map, seed=5, dtype=torch.float64, init_scale=0.5)
+        assert torch.equal(net(Z), expected(Z))
+        assert (net.input_map is None) == (input_map == "none")
+
+
+def test_network_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="kind"):
+        network("softmax", data(), 8)
+    with pytest.raises(ValueError, match="input_map"):
+        network("relu", data(), 8, input_map="whiten")

@@ -214,7 +214,7 @@ def prepare_task(config: WidthSweepConfig, task: str, device: str = "cpu") -> Pr
     """
     from ..data import task_data
     from ..kernels import features64, ntk_relu
-    from ..models import InputMap, attention_keys, mlp_attn, relu_net
+    from ..models import mlp_attn, network, relu_net
 
     td = task_data(task, config.n_train, config.n_test, seed=config.data_seed,
                    pool_per_class=config.pool_per_class)
@@ -228,17 +228,14 @@ def prepare_task(config: WidthSweepConfig, task: str, device: str = "cpu") -> Pr
     d = prep.X_train.shape[1]
     dev = torch.device(device)
     Xtr, Xte = prep.X_train.to(dev), prep.X_test.to(dev)
-    im = None
-    if config.input_map != "none":  # the map acts on pixels; v1's path above keeps its unit rows
-        pixels = td.X_train.to(torch.float64)
-        im = InputMap.fit(pixels, config.input_map)
+    pixels = td.X_train.to(torch.float64)
+    if config.input_map != "none":  # the map acts on pixels; v1's path keeps its unit rows
         Xtr, Xte = pixels.to(dev), td.X_test.to(torch.float64).to(dev)
     for kind in config.models:
-        if im is None:
+        if config.input_map == "none":
             model = (relu_net(d, 1) if kind == "relu" else mlp_attn(prep.X_train, 1)).to(dev)
         else:
-            model = (relu_net(d, 1, input_map=im) if kind == "relu" else
-                     mlp_attn(attention_keys(pixels, input_map=im), 1, input_map=im)).to(dev)
+            model = network(kind, pixels, 1, input_map=config.input_map).to(dev)
         Xh, Xh_test = features64(model, Xtr), features64(model, Xte)
         K = ntk_relu(Xh)
         prep.features[kind] = (Xh, Xh_test)

@@ -206,7 +206,7 @@ def paper_model(
     torch dtype or a config's name for one ("float32", "float64").
     """
     from ..data import regression_targets
-    from ..models import InputMap, attention_keys, mlp_attn, relu_net
+    from ..models import network
     from ..train import adversarial_train, train
 
     check_option(kind, "kind", ("relu", "attn"))
@@ -214,13 +214,7 @@ def paper_model(
     X_train = as_tensor(X_train, "X_train", ndim=2, min_rows=2)
     y_train = torch.as_tensor(np.asarray(y_train)).long()
     C = 1 if check_int(n_classes, "n_classes", minimum=2) == 2 else n_classes
-    d = X_train.shape[1]
-    im = InputMap.fit(X_train, input_map)
-    if kind == "relu":
-        model = relu_net(d, width, C, seed=seed, dtype=dtype, init_scale=init_scale, input_map=im)
-    else:
-        model = mlp_attn(attention_keys(X_train, input_map=im), width, C, seed=seed, dtype=dtype,
-                         init_scale=init_scale, input_map=im)
+    model = network(kind, X_train, width, C, input_map=input_map, seed=seed, dtype=dtype, init_scale=init_scale)
     targets = y_train if C > 1 else regression_targets(y_train, 1)
     if adversarial is not None:
         adversarial_train(model, X_train, targets, eps=adversarial["eps"], steps=adversarial["steps"],
