@@ -369,18 +369,27 @@ def _run_pool(workers: int, todo: list, device: str, threads: int | None, save, 
     A worker that dies breaks the whole pool; the cells in flight then are suspects, each rerun
     alone in a fresh one-worker pool: the one that kills its worker again is reported failed
     (the next run retries it), the others are saved. So a dead worker loses only its own cell.
+    The pool may break between two waits, so that the next submit is refused: the cells not yet
+    submitted go back to the queue for a fresh pool, and those in flight are collected first.
     """
     queue = collections.deque(todo)
     while queue:
         suspects = []
         pool = _new_pool(workers)
         inflight: dict[cf.Future, tuple] = {}
+        broken = False
         try:
-            while (queue or inflight) and not suspects:
+            while (queue or inflight) and not suspects and not broken:
                 while queue and len(inflight) < workers:
-                    item = queue.popleft()
-                    inflight[pool.submit(execute_cell, item[0].experiment.name, item[1], device, threads)] = item
-                done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+                    try:
+                        fut = pool.submit(execute_cell, queue[0][0].experiment.name, queue[0][1], device, threads)
+                    except BrokenProcessPool:  # a worker died since the last wait: collect what is in flight
+                        broken = True
+                        break
+                    inflight[fut] = queue.popleft()
+                if not inflight:
+                    break
+                done, _ = cf.wait(inflight, return_when=cf.ALL_COMPLETED if broken else cf.FIRST_COMPLETED)
                 for fut in done:
                     item = inflight.pop(fut)
                     try:

@@ -1,12 +1,14 @@
 """The runner: resume after SIGTERM and SIGKILL, corrupt cells recomputed, a dead worker loses only
 its cell, a Dask LocalCluster gives the same store as an in-process run, bad input fails before any
 computation."""
+import concurrent.futures as cf
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 import torch
@@ -103,6 +105,50 @@ def test_a_dead_worker_loses_only_its_cell(tmp_path, reference, monkeypatch):
     assert "worker process died" in report.failed[0][2]
     assert report.computed == N_CELLS - 1
     monkeypatch.delenv("LINATTN_FAULT_CELL")
+    again = runner.run(_plans(Store(out)), Store(out), threads=1, progress=False)
+    torch.set_num_threads(2)
+    assert again.computed == 1 and again.ok
+    assert _same_store(reference, out)
+
+
+class _PoolThatBreaksBetweenWaits:
+    """A stand-in for a process pool whose ``doomed`` cell kills its worker, and whose breakage
+    shows first at the next submit (as a real pool's may, when the death is noticed between two
+    waits): cells run in-process, the doomed one stays pending until the pool is found broken."""
+
+    def __init__(self, max_workers, doomed):
+        self.max_workers, self.doomed, self.pending = max_workers, doomed, None
+
+    def submit(self, fn, name, params, device, threads):
+        if self.pending is not None:  # the worker died: this pool takes no more cells
+            self.pending.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+            raise BrokenProcessPool("a child process terminated abruptly")
+        fut = cf.Future()
+        if params == self.doomed and self.max_workers > 1:
+            self.pending = fut
+        elif params == self.doomed:  # alone, its worker dies at once
+            fut.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+        else:
+            fut.set_result(fn(name, params, device, threads))
+        return fut
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def test_a_pool_found_broken_at_submit_loses_only_the_dead_cell(tmp_path, reference, monkeypatch):
+    out = tmp_path / "store"
+    plans = _plans(Store(out))
+    doomed = plans[0].cells[1]  # in flight beside cell 0, which completes first
+    monkeypatch.setattr(runner, "_new_pool", lambda workers: _PoolThatBreaksBetweenWaits(workers, doomed))
+    try:
+        report = runner.run(plans, Store(out), threads=1, workers=2, progress=False, log=lambda s: None)
+    finally:
+        torch.set_num_threads(2)
+    assert [p for _, p, _ in report.failed] == [doomed]
+    assert "worker process died" in report.failed[0][2]
+    assert report.computed == N_CELLS - 1
+    monkeypatch.undo()
     again = runner.run(_plans(Store(out)), Store(out), threads=1, progress=False)
     torch.set_num_threads(2)
     assert again.computed == 1 and again.ok
