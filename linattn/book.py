@@ -115,3 +115,20 @@ def results(name: str, *, scale: str | None = None, live=None, config=None, stor
                            f"is not in {'$LINATTN_DATA'}): run `linattn reproduce {name} --scale {scale}` with the data, "
                            "or get the committed results/ folder")
     return rs
+
+
+def complete_along(name: str, config, field: str, key: str, *, scale: str = "paper", store=None):
+    """The part of a stored setting that is complete along one axis, and its results.
+
+    ``field`` is a tuple field of ``config`` ("seeds", "widths") and ``key`` the cell parameter it
+    sets ("seed", "width"). Returns (config with ``field`` cut to the values whose cells are all
+    stored, :func:`results` of that config): so a chapter shows every complete seed or width of a
+    run still computing, and never a partial one. Raises if no value is complete.
+    """
+    everything = results(name, scale=scale, config=config, store=store, quiet=True, require=False)
+    done = tuple(v for v in getattr(config, field) if all(c[key] != v for c in everything.missing))
+    if not done:
+        raise RuntimeError(f"no {key} of {name} has all its cells stored: run `linattn reproduce {name} "
+                           f"--scale {scale}` first")
+    config = config.replace(**{field: done})
+    return config, results(name, scale=scale, config=config, store=store, require=True)

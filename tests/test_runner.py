@@ -13,7 +13,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 import torch
 
-from linattn import cli, experiments, runner
+from linattn import book, cli, experiments, runner
 from linattn.store import Store
 
 SETS = ["--set", "tasks=mnist", "--set", "widths=16,32,64", "--set", "seeds=0,1,2,3", "--set", "epochs=4",
@@ -153,6 +153,19 @@ def test_a_pool_found_broken_at_submit_loses_only_the_dead_cell(tmp_path, refere
     torch.set_num_threads(2)
     assert again.computed == 1 and again.ok
     assert _same_store(reference, out)
+
+
+def test_complete_along_keeps_only_the_seeds_whose_cells_are_all_stored(tmp_path, reference):
+    out = tmp_path / "store"
+    shutil.copytree(reference, out)
+    plans = _plans(Store(out))
+    cut = next(p for p in plans[0].cells if p["seed"] == 2)
+    (out / "width_sweep" / f"{plans[0].key(cut)}.json").unlink()
+    config, rs = book.complete_along("width_sweep", _config(), "seeds", "seed", store=Store(out))
+    assert config.seeds == (0, 1, 3) and rs.complete
+    assert sorted({r.params["seed"] for r in rs.records}) == [0, 1, 3] and len(rs.records) == N_CELLS * 3 // 4
+    with pytest.raises(RuntimeError, match="no width of width_sweep has all its cells stored"):
+        book.complete_along("width_sweep", _config(), "widths", "width", store=Store(tmp_path / "empty"))
 
 
 def test_a_dask_cluster_writes_the_same_store(tmp_path, reference):
