@@ -26,6 +26,9 @@ width_sweep:tasks=mnist;n_train=2000;seeds=0;input_map=center
 dual_implication:n_train=200 dual_implication:n_train=500 dual_implication:n_train=1000 dual_implication
 lazy_control:tasks=mnist_3v8 malleability_tables:tasks=cifar10;input_map=center
 malleability_tables:tasks=cifar_car_plane;input_map=center width_sweep:tasks=mnist;n_train=2000;input_map=center
+adversarial_tables:tasks=mnist;at_steps=7;at_step_size=0.1
+adversarial_tables:tasks=mnist;at_steps=7;at_step_size=0.1;at_epochs=20
+adversarial_tables:tasks=cifar10;at_steps=7;at_step_size=0.1
 adversarial_tables:tasks=mnist;input_map=center malleability_curves width_sweep:tasks=mnist;n_train=2000 malleability_tables adversarial_tables lazy_control
 width_sweep:tasks=mnist width_sweep"}
 for item in $ORDER; do

@@ -183,3 +183,27 @@ def test_the_kernel_regime_control_uses_theta_inf(toy):
         + [dict(r, attack="mim") for r in rows if r["attack"] == "pgd"]
     v = verdict_summary(rows, "toy")
     assert set(v) >= {"ratio", "noise_ratio", "pgd_relu", "pgd_attn", "train_acc_attn"}
+
+
+def test_adversarial_change_grades_table_4_against_the_same_setting():
+    from linattn.experiments.part3 import adversarial_change
+    from linattn.stats import rate_difference
+
+    def row(model, attention, seed, k, training, **acc):
+        return {"task": "mnist", "model": model, "attention": attention, "attack": "pgd", "seed": seed,
+                "n_flipped": k, "n_tracked": 50, "flip_rate": k / 50, "spearman": 0.5, "overlap": 0.5,
+                "train_acc": acc.get("train", 0.9), "test_acc": 0.8, "training": training,
+                **({"robust_acc": acc["robust"]} if "robust" in acc else {})}
+
+    adv = [row("relu", "n/a", s, 20, "adversarial", train=0.6, robust=0.2 + 0.1 * s) for s in (0, 1)]
+    adv += [row("attn", "recompute", s, 10, "adversarial", train=0.1, robust=0.1) for s in (0, 1)]
+    adv += [row("attn", "fixed", s, 49, "adversarial", train=0.1, robust=0.1) for s in (0, 1)]  # not graded
+    std = [row("relu", "n/a", s, 5, "standard") for s in (0, 1)]
+    out = adversarial_change(adv, std, "mnist")
+    assert set(out) == {"relu"}  # MLP-Attn has no standard rows: left out, not guessed
+    r = out["relu"]
+    assert r["change"] == rate_difference(40, 100, 10, 100)
+    assert r["change"]["lo"] > 0 and abs(r["robust_acc"] - 0.25) < 1e-12 and not r["chance"]
+    std += [row("attn", "recompute", s, 30, "standard") for s in (0, 1)]
+    a = adversarial_change(adv, std, "mnist")["attn"]
+    assert a["chance"] and a["change"]["hi"] < 0 and a["adv"]["k"] == 20  # the fixed-C rows stay out

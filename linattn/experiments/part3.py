@@ -31,7 +31,7 @@ from ..train import TrainProtocol
 from .base import Config, Experiment, dtype_field, torch_dtype
 
 __all__ = ["TableConfig", "AdversarialConfig", "CurvesConfig", "paper_model", "accuracy", "robust_accuracy", "table_rows",
-           "flip_summary", "flip_ratio", "near_chance", "verdict_summary", "kernel_fn_of", "KERNELS", "curve_points", "curve_ratios", "CURVE_AXES",
+           "flip_summary", "flip_ratio", "near_chance", "verdict_summary", "adversarial_change", "kernel_fn_of", "KERNELS", "curve_points", "curve_ratios", "CURVE_AXES",
            "MALLEABILITY_TABLES", "ADVERSARIAL_TABLES", "TASK_KAPPA", "MALLEABILITY_CURVES", "TASK_LABELS"]
 
 TASKS = ("mnist", "mnist_3v8", "cifar10", "cifar_car_plane")
@@ -651,3 +651,36 @@ def verdict_summary(rows: list[dict], task: str, level: float = 0.95) -> dict:
             "noise_relu": S[(*relu, "noise")]["rate"], "noise_attn": S[(*attn, "noise")]["rate"],
             "ratio": flip_ratio(S3[attn], S3[relu], level),
             "noise_ratio": flip_ratio(S[(*attn, "noise")], S[(*relu, "noise")], level)}
+
+
+def adversarial_change(at_rows: list[dict], std_rows: list[dict], task: str, level: float = 0.95) -> dict[str, dict]:
+    """Table 4 graded as a change, on one task: per model ("relu"; "attn" with C recomputed), the PGD
+    flip rate after adversarial training against after standard training of the same setting,
+
+        d = k_adv / n_adv - k_std / n_std,
+
+    with Newcombe's interval (:func:`linattn.stats.rate_difference`), both rates pooled over seeds.
+    ``at_rows``: Table 4 rows (``adversarial_tables``), ``std_rows``: Table 2 rows
+    (``malleability_tables``) of the same pixels, width and n. Returns {model: {"adv", "std"
+    (:func:`flip_summary` rows), "change" (d, lo, hi), "robust_acc", "train_acc", "test_acc" (means
+    over the seeds, after adversarial training), "chance" (:func:`near_chance` of its training
+    accuracy)}}; a model missing from either set of rows is left out.
+    """
+    from ..data import TASKS as KNOWN
+    from ..stats import rate_difference
+
+    n_classes = len(KNOWN[task][1])
+    pick = lambda rows: {(s["model"], s["attention"]): s for s in flip_summary(
+        [r for r in rows if r["task"] == task and r["attack"] == "pgd"], by=("model", "attention"), level=level)}
+    adv, std = pick(at_rows), pick(std_rows)
+    out = {}
+    for model, attention in (("relu", "n/a"), ("attn", "recompute")):
+        a, s = adv.get((model, attention)), std.get((model, attention))
+        if a is None or s is None:
+            continue
+        robust = [r["robust_acc"] for r in at_rows if r["task"] == task and r["model"] == model
+                  and r["attention"] == attention and r["attack"] == "pgd"]
+        out[model] = {"adv": a, "std": s, "change": rate_difference(a["k"], a["n"], s["k"], s["n"], level),
+                      "robust_acc": float(np.mean(robust)), "train_acc": a["train_acc"], "test_acc": a["test_acc"],
+                      "chance": near_chance(a["train_acc"], n_classes)}
+    return out
